@@ -1,0 +1,91 @@
+//! The CLI's end of the admin socket: connect, handshake, one request at a time.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::protocol::{AdminRequest, AdminResponse, MAX_LINE_BYTES, PROTOCOL_VERSION};
+
+/// How long the CLI waits for any one reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(thiserror::Error, Debug)]
+pub enum AdminClientError {
+    #[error("no creditbrain daemon is listening on {0} (start one with `creditbrain serve`)")]
+    NoDaemon(PathBuf),
+    #[error("the daemon refused the request: {code}: {message}")]
+    Refused { code: String, message: String },
+    #[error("the daemon sent an unexpected reply: {0}")]
+    Unexpected(String),
+    #[error("the daemon did not answer within {} s", REPLY_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("admin socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub struct AdminClient {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    /// The daemon's self-description from the handshake, e.g. `creditbrain 0.1.0`.
+    pub daemon: String,
+}
+
+impl AdminClient {
+    /// Connects and performs the version handshake.
+    pub async fn connect(path: &Path) -> Result<Self, AdminClientError> {
+        let stream = match UnixStream::connect(path).await {
+            Ok(stream) => stream,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                return Err(AdminClientError::NoDaemon(path.to_path_buf()));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let (reader, writer) = stream.into_split();
+        let mut client = Self {
+            reader: BufReader::new(reader),
+            writer,
+            daemon: String::new(),
+        };
+        let hello = AdminRequest::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: format!("creditbrain-cli {}", env!("CARGO_PKG_VERSION")),
+        };
+        match client.request(&hello).await? {
+            AdminResponse::Hello { daemon, .. } => client.daemon = daemon,
+            other => return Err(AdminClientError::Unexpected(format!("{other:?}"))),
+        }
+        Ok(client)
+    }
+
+    /// Sends one request and returns the reply; an `Error` reply becomes `Refused`.
+    pub async fn request(&mut self, request: &AdminRequest) -> Result<AdminResponse, AdminClientError> {
+        let mut bytes = serde_json::to_vec(request).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        self.writer.write_all(&bytes).await?;
+        let mut line = String::new();
+        let read = tokio::time::timeout(
+            REPLY_TIMEOUT,
+            (&mut self.reader).take(MAX_LINE_BYTES as u64 + 1).read_line(&mut line),
+        )
+        .await
+        .map_err(|_| AdminClientError::Timeout)??;
+        if read == 0 {
+            return Err(AdminClientError::Unexpected("the daemon closed the connection".into()));
+        }
+        let reply: AdminResponse = serde_json::from_str(line.trim_end())
+            .map_err(|error| AdminClientError::Unexpected(error.to_string()))?;
+        match reply {
+            AdminResponse::Error { code, message } => Err(AdminClientError::Refused { code, message }),
+            reply => Ok(reply),
+        }
+    }
+}

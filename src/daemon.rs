@@ -1,0 +1,246 @@
+//! The daemon: claims the admin socket, opens the database, starts the supervision tree, serves
+//! HTTP and the admin socket, and shuts everything down in order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use creditbrain_actors::health::{HealthActor, HealthArgs, HealthMsg, HealthReport};
+use creditbrain_actors::openrouter::OpenRouterClient;
+use creditbrain_actors::store::{Store, StoreError};
+use creditbrain_actors::supervisor::{
+    ActorSlot, ChildSpec, RestartCounts, RestartPolicy, SupervisedChild, Supervisor, SupervisorArgs,
+    SupervisorMsg,
+};
+use ractor::{Actor, ActorRef};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::server::{AdminSocket, AdminSocketError};
+use crate::config::Config;
+use crate::readiness::Readiness;
+
+/// The runbook's per-probe timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long shutdown waits for in-flight HTTP requests.
+const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the frontends hold: the actors' slots and the shared read-only state.
+#[derive(Clone)]
+pub struct Handle {
+    pub started_at: Instant,
+    pub store: Store,
+    pub health: ActorSlot<HealthMsg>,
+    pub restart_counts: RestartCounts,
+    health_reports: watch::Receiver<HealthReport>,
+    /// Results older than this mean the HealthActor stopped probing.
+    health_max_age: Duration,
+}
+
+impl Handle {
+    /// The HealthActor's latest probe round.
+    pub fn health_report(&self) -> HealthReport {
+        self.health_reports.borrow().clone()
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        Readiness::from_report(&self.health_report(), self.started_at, self.health_max_age)
+    }
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum DaemonError {
+    #[error(transparent)]
+    AdminSocket(#[from] AdminSocketError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("starting the actors failed: {0}")]
+    Actors(String),
+    #[error("the actor tree stopped unexpectedly: {0}")]
+    ActorsDied(String),
+}
+
+/// A started daemon. Ask it to stop with [`RunningDaemon::shutdown_trigger`], then [`RunningDaemon::wait`].
+pub struct RunningDaemon {
+    pub http_addr: SocketAddr,
+    pub socket_path: PathBuf,
+    pub handle: Handle,
+    stop_requested: watch::Sender<bool>,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_done: JoinHandle<()>,
+    http_task: JoinHandle<std::io::Result<()>>,
+    admin_task: JoinHandle<()>,
+    /// Tells the HTTP and admin servers to stop accepting.
+    frontends_stop: watch::Sender<bool>,
+}
+
+/// Asks a running daemon to shut down; cheap to clone into a signal handler.
+#[derive(Clone)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Starts the daemon. Fails before binding anything publicly if another daemon owns the socket.
+pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
+    let admin_socket = AdminSocket::bind(&config.admin_socket_path).await?;
+    let socket_path = admin_socket.path().to_path_buf();
+    match start_after_socket(config, admin_socket).await {
+        Ok(daemon) => Ok(daemon),
+        Err(error) => {
+            // We own the socket path; leave no file behind for the next start to trip over.
+            let _ = std::fs::remove_file(&socket_path);
+            Err(error)
+        }
+    }
+}
+
+async fn start_after_socket(config: &Config, admin_socket: AdminSocket) -> Result<RunningDaemon, DaemonError> {
+    let started_at = Instant::now();
+    let store = Store::open(&config.database_path).await?;
+    tracing::info!(path = %config.database_path.display(), "database ready");
+
+    let (health_publisher, health_reports) = watch::channel(HealthReport::default());
+    let health_publisher = Arc::new(health_publisher);
+    let health_slot = ActorSlot::default();
+    let restart_counts = RestartCounts::default();
+    let openrouter = OpenRouterClient::new(
+        config.openrouter_base_url.clone(),
+        config.openrouter_management_key.clone(),
+        PROBE_TIMEOUT,
+    );
+
+    let health_child = {
+        let (store, publisher, interval) = (store.clone(), health_publisher.clone(), config.health_probe_interval);
+        ChildSpec::new("health", health_slot.clone(), move || {
+            (
+                HealthActor,
+                HealthArgs {
+                    store: store.clone(),
+                    openrouter: openrouter.clone(),
+                    interval,
+                    probe_timeout: PROBE_TIMEOUT,
+                    publisher: publisher.clone(),
+                },
+            )
+        })
+    };
+    let children: Vec<Arc<dyn SupervisedChild>> = vec![Arc::new(health_child)];
+    let (supervisor, supervisor_done) = Actor::spawn(
+        None,
+        Supervisor,
+        SupervisorArgs {
+            children,
+            policy: RestartPolicy::default(),
+            instance: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+            restart_counts: restart_counts.clone(),
+        },
+    )
+    .await
+    .map_err(|error| DaemonError::Actors(error.to_string()))?;
+
+    let handle = Handle {
+        started_at,
+        store: store.clone(),
+        health: health_slot,
+        restart_counts,
+        health_reports,
+        // Three missed rounds (at least 10 s) before readiness distrusts the last results.
+        health_max_age: (config.health_probe_interval * 3).max(Duration::from_secs(10)) + PROBE_TIMEOUT,
+    };
+
+    let address = SocketAddr::new(config.host, config.port);
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            supervisor.stop(None);
+            let _ = supervisor_done.await;
+            store.close().await;
+            return Err(DaemonError::Listen {
+                address: address.to_string(),
+                source,
+            });
+        }
+    };
+    let http_addr = listener.local_addr().map_err(|source| DaemonError::Listen {
+        address: address.to_string(),
+        source,
+    })?;
+
+    let (frontends_stop, frontends_stopping) = watch::channel(false);
+    let app = crate::http::router(handle.clone());
+    let http_task = {
+        let mut stopping = frontends_stopping.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    };
+    let admin_task = tokio::spawn(admin_socket.serve(handle.clone(), frontends_stopping));
+    let (stop_requested, _) = watch::channel(false);
+    tracing::info!(address = %http_addr, socket = %config.admin_socket_path.display(), "creditbrain listening");
+
+    Ok(RunningDaemon {
+        http_addr,
+        socket_path: config.admin_socket_path.clone(),
+        handle,
+        stop_requested,
+        supervisor,
+        supervisor_done,
+        http_task,
+        admin_task,
+        frontends_stop,
+    })
+}
+
+impl RunningDaemon {
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger(self.stop_requested.clone())
+    }
+
+    /// Runs until a shutdown is triggered or the actor tree dies, then stops everything in order:
+    /// stop accepting (HTTP, admin socket), stop the actors, close the database, remove the socket.
+    /// `Ok` after a requested shutdown; `Err(ActorsDied)` when the supervisor gave up.
+    pub async fn wait(mut self) -> Result<(), DaemonError> {
+        let mut stop_requested = self.stop_requested.subscribe();
+        let outcome = tokio::select! {
+            _ = stop_requested.wait_for(|stop| *stop) => Ok(()),
+            _ = &mut self.supervisor_done => Err(DaemonError::ActorsDied(
+                "the supervisor stopped (restart budget exhausted or a failure); see the error above".into(),
+            )),
+        };
+        tracing::info!("shutting down");
+        self.frontends_stop.send_replace(true);
+        // In-flight requests get a grace period; a client that never finishes does not hold us.
+        match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut self.http_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(error = %error, "http server ended with an error"),
+            Ok(Err(error)) => tracing::warn!(error = %error, "http server task failed"),
+            Err(_) => {
+                tracing::warn!("http connections still open after the grace period, closing them");
+                self.http_task.abort();
+            }
+        }
+        let _ = self.admin_task.await;
+        if outcome.is_ok() {
+            self.supervisor.stop(Some("shutdown".into()));
+            let _ = self.supervisor_done.await;
+        }
+        self.handle.store.close().await;
+        tracing::info!("shutdown complete");
+        outcome
+    }
+}

@@ -1,0 +1,70 @@
+//! The `creditbrain` binary: parses the command line and runs the daemon or a client command.
+
+use clap::Parser;
+use creditbrain::cli::{Cli, Command, ConfigCommand, exit};
+use creditbrain::config::Config;
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match &cli.command {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => creditbrain::cli::config_check(),
+        Command::Serve => serve(),
+        Command::Health { json } => runtime().block_on(creditbrain::cli::health(&cli.socket_path(), *json)),
+    };
+    std::process::exit(code);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+/// `creditbrain serve`: validate everything first, then run until SIGINT/SIGTERM.
+fn serve() -> i32 {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(errors) => {
+            // Before logging is set up, and for a human at a terminal: the plain list.
+            eprintln!("creditbrain: cannot start, {errors}");
+            return exit::CONFIG;
+        }
+    };
+    creditbrain::telemetry::init(config.log_level.as_str());
+    runtime().block_on(async move {
+        let daemon = match creditbrain::daemon::start(&config).await {
+            Ok(daemon) => daemon,
+            Err(error) => {
+                tracing::error!(err.message = %error, "startup failed");
+                return exit::FAILURE;
+            }
+        };
+        let trigger = daemon.shutdown_trigger();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            trigger.trigger();
+        });
+        match daemon.wait().await {
+            Ok(()) => exit::OK,
+            Err(error) => {
+                tracing::error!(err.message = %error, "daemon stopped on a failure");
+                exit::FAILURE
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "signal received");
+}

@@ -1,0 +1,74 @@
+//! The readiness view shared by `GET /health/ready` and `creditbrain health`: the runbook's JSON
+//! (`status`, `timestamp`, `uptime`, `dependencies {openrouter, database}`, `responseTimeMs`).
+
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use creditbrain_actors::health::HealthReport;
+use serde::{Deserialize, Serialize};
+
+/// The readiness body, exactly as the operator runbook documents it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    /// `ok` or `degraded`.
+    pub status: String,
+    pub timestamp: String,
+    /// Seconds since the daemon started.
+    pub uptime: u64,
+    pub dependencies: Dependencies,
+    pub response_time_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependencies {
+    pub openrouter: bool,
+    pub database: bool,
+}
+
+/// The liveness body: `status`, `timestamp`, `uptime`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    pub status: String,
+    pub timestamp: String,
+    pub uptime: u64,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.status == "ok"
+    }
+
+    /// Builds the view from the HealthActor's last report. A report older than `max_age` (the actor
+    /// stopped probing) counts as every dependency down: stale good news is not readiness.
+    pub fn from_report(report: &HealthReport, started: Instant, max_age: Duration) -> Self {
+        let now = Utc::now();
+        let ready = report.is_ready(now, max_age);
+        let fresh = report.is_fresh(now, max_age);
+        Self {
+            status: if ready { "ok" } else { "degraded" }.to_string(),
+            timestamp: timestamp_now(),
+            uptime: started.elapsed().as_secs(),
+            dependencies: Dependencies {
+                openrouter: fresh && report.openrouter.ok,
+                database: fresh && report.database.ok,
+            },
+            response_time_ms: report.response_time_ms,
+        }
+    }
+}
+
+impl Liveness {
+    pub fn now(started: Instant) -> Self {
+        Self {
+            status: "ok".to_string(),
+            timestamp: timestamp_now(),
+            uptime: started.elapsed().as_secs(),
+        }
+    }
+}
+
+/// UTC RFC 3339 with milliseconds, the one timestamp format of this project.
+pub fn timestamp_now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
