@@ -1,7 +1,7 @@
 //! `creditbrain-actors`: CreditBrain's runtime — domain types, the store, integration clients,
 //! actors and their supervision. It knows nothing of axum, clap or the admin socket.
 
-// pub mod health; (enabled once store.rs lands)
+pub mod health;
 pub mod openrouter;
 pub mod schedule;
 pub mod secret;
