@@ -22,7 +22,11 @@ pub mod exit {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "creditbrain", version, about = "Turns Bags.fm creator fees into OpenRouter credits for a token's holders")]
+#[command(
+    name = "creditbrain",
+    version,
+    about = "Turns Bags.fm creator fees into OpenRouter credits for a token's holders"
+)]
 pub struct Cli {
     /// The daemon's admin socket (default: ADMIN_SOCKET_PATH, else ./data/creditbrain.sock).
     #[arg(long, global = true, value_name = "PATH")]
@@ -57,7 +61,9 @@ pub enum ConfigCommand {
 
 impl Cli {
     pub fn socket_path(&self) -> PathBuf {
-        self.socket.clone().unwrap_or_else(crate::config::socket_path_from_env)
+        self.socket
+            .clone()
+            .unwrap_or_else(crate::config::socket_path_from_env)
     }
 }
 
@@ -100,26 +106,55 @@ pub async fn health(socket: &Path, json: bool) -> i32 {
     } else {
         print_health(&reply);
     }
-    if reply.readiness.is_ready() { exit::OK } else { exit::FAILURE }
+    if reply.readiness.is_ready() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    }
 }
 
 fn print_health(reply: &HealthReply) {
     let readiness = &reply.readiness;
-    println!("status: {} (uptime {} s)", readiness.status, readiness.uptime);
+    println!(
+        "status: {} (uptime {} s)",
+        readiness.status, readiness.uptime
+    );
     let dependencies = [
-        ("database", readiness.dependencies.database, &reply.report.database),
-        ("openrouter", readiness.dependencies.openrouter, &reply.report.openrouter),
+        (
+            "database",
+            readiness.dependencies.database,
+            &reply.report.database,
+        ),
+        (
+            "openrouter",
+            readiness.dependencies.openrouter,
+            &reply.report.openrouter,
+        ),
     ];
     for (name, up, detail) in dependencies {
         let state = if up { "up" } else { "DOWN" };
-        let error = detail.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
-        println!("  {name:<11} {state:<5} {:>5} ms{error}", detail.response_time_ms);
+        let error = detail
+            .error
+            .as_deref()
+            .map(|e| format!("  {e}"))
+            .unwrap_or_default();
+        println!(
+            "  {name:<11} {state:<5} {:>5} ms{error}",
+            detail.response_time_ms
+        );
     }
     match &reply.report.checked_at {
-        Some(at) => println!("checked at {}", at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        Some(at) => println!(
+            "checked at {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ),
         None => println!("no probe has completed yet"),
     }
-    let restarts: Vec<String> = reply.restarts.iter().map(|(role, n)| format!("{role}={n}")).collect();
+    let restarts: Vec<String> = reply
+        .restarts
+        .iter()
+        .map(|(role, n)| format!("{role}={n}"))
+        .collect();
     if !restarts.is_empty() {
         println!("actor restarts: {}", restarts.join(", "));
     }

@@ -10,8 +10,8 @@ use creditbrain_actors::health::{HealthActor, HealthArgs, HealthMsg, HealthRepor
 use creditbrain_actors::openrouter::OpenRouterClient;
 use creditbrain_actors::store::{Store, StoreError};
 use creditbrain_actors::supervisor::{
-    ActorSlot, ChildSpec, RestartCounts, RestartPolicy, SupervisedChild, Supervisor, SupervisorArgs,
-    SupervisorMsg,
+    ActorSlot, ChildSpec, RestartCounts, RestartPolicy, SupervisedChild, Supervisor,
+    SupervisorArgs, SupervisorMsg,
 };
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
@@ -23,6 +23,9 @@ use crate::readiness::Readiness;
 
 /// The runbook's per-probe timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The OpenRouter client's own limit per request; probes are cut shorter by `PROBE_TIMEOUT`.
+const OPENROUTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long shutdown waits for in-flight HTTP requests.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,7 +108,10 @@ pub async fn start(config: &Config) -> Result<RunningDaemon, DaemonError> {
     }
 }
 
-async fn start_after_socket(config: &Config, admin_socket: AdminSocket) -> Result<RunningDaemon, DaemonError> {
+async fn start_after_socket(
+    config: &Config,
+    admin_socket: AdminSocket,
+) -> Result<RunningDaemon, DaemonError> {
     let started_at = Instant::now();
     let store = Store::open(&config.database_path).await?;
     tracing::info!(path = %config.database_path.display(), "database ready");
@@ -117,11 +123,15 @@ async fn start_after_socket(config: &Config, admin_socket: AdminSocket) -> Resul
     let openrouter = OpenRouterClient::new(
         config.openrouter_base_url.clone(),
         config.openrouter_management_key.clone(),
-        PROBE_TIMEOUT,
+        OPENROUTER_REQUEST_TIMEOUT,
     );
 
     let health_child = {
-        let (store, publisher, interval) = (store.clone(), health_publisher.clone(), config.health_probe_interval);
+        let (store, publisher, interval) = (
+            store.clone(),
+            health_publisher.clone(),
+            config.health_probe_interval,
+        );
         ChildSpec::new("health", health_slot.clone(), move || {
             (
                 HealthActor,
@@ -156,7 +166,8 @@ async fn start_after_socket(config: &Config, admin_socket: AdminSocket) -> Resul
         restart_counts,
         health_reports,
         // Three missed rounds (at least 10 s) before readiness distrusts the last results.
-        health_max_age: (config.health_probe_interval * 3).max(Duration::from_secs(10)) + PROBE_TIMEOUT,
+        health_max_age: (config.health_probe_interval * 3).max(Duration::from_secs(10))
+            + PROBE_TIMEOUT,
     };
 
     let address = SocketAddr::new(config.host, config.port);
@@ -172,21 +183,26 @@ async fn start_after_socket(config: &Config, admin_socket: AdminSocket) -> Resul
             });
         }
     };
-    let http_addr = listener.local_addr().map_err(|source| DaemonError::Listen {
-        address: address.to_string(),
-        source,
-    })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            address: address.to_string(),
+            source,
+        })?;
 
     let (frontends_stop, frontends_stopping) = watch::channel(false);
     let app = crate::http::router(handle.clone());
     let http_task = {
         let mut stopping = frontends_stopping.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            })
+            .await
         })
     };
     let admin_task = tokio::spawn(admin_socket.serve(handle.clone(), frontends_stopping));

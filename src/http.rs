@@ -51,7 +51,11 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 
 /// `{"error":{"code","message"}}`, the one error shape of the API.
 pub fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
 }
 
 /// One line per request: `req {method, url, remoteAddress}`, `res {statusCode}`, `responseTime` (ms).

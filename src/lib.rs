@@ -1,10 +1,10 @@
 //! `creditbrain`: the shell around the runtime — configuration, telemetry, daemon wiring, the HTTP
 //! API, the admin socket and the command line.
 
-// pub mod admin;
-// pub mod cli;
+pub mod admin;
+pub mod cli;
 pub mod config;
-// pub mod daemon;
-// pub mod http;
-// pub mod readiness;
+pub mod daemon;
+pub mod http;
+pub mod readiness;
 pub mod telemetry;

@@ -11,7 +11,9 @@ fn main() {
             command: ConfigCommand::Check,
         } => creditbrain::cli::config_check(),
         Command::Serve => serve(),
-        Command::Health { json } => runtime().block_on(creditbrain::cli::health(&cli.socket_path(), *json)),
+        Command::Health { json } => {
+            runtime().block_on(creditbrain::cli::health(&cli.socket_path(), *json))
+        }
     };
     std::process::exit(code);
 }

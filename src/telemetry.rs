@@ -85,7 +85,10 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut line = Map::new();
-        line.insert("level".into(), Value::from(level_name(event.metadata().level())));
+        line.insert(
+            "level".into(),
+            Value::from(level_name(event.metadata().level())),
+        );
         line.insert("time".into(), Value::from(epoch_millis()));
         // Span context first (outermost to innermost), then the event's own fields, so the most
         // specific value wins when names repeat.

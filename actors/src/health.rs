@@ -140,12 +140,22 @@ impl Actor for HealthActor {
 }
 
 /// Probes every dependency concurrently, each bounded by `timeout`.
-pub async fn probe_round(store: &Store, openrouter: &OpenRouterClient, timeout: Duration) -> HealthReport {
+pub async fn probe_round(
+    store: &Store,
+    openrouter: &OpenRouterClient,
+    timeout: Duration,
+) -> HealthReport {
     let started = Instant::now();
     let (database, openrouter) = tokio::join!(
-        probe(timeout, async { store.ping().await.map_err(|error| error.to_string()) }),
         probe(timeout, async {
-            openrouter.credits().await.map(|_| ()).map_err(|error| error.to_string())
+            store.ping().await.map_err(|error| error.to_string())
+        }),
+        probe(timeout, async {
+            openrouter
+                .credits()
+                .await
+                .map(|_| ())
+                .map_err(|error| error.to_string())
         }),
     );
     HealthReport {
@@ -227,8 +237,14 @@ mod tests {
         assert!(report(true, true, Some(now)).is_ready(now, max_age));
         assert!(!report(true, false, Some(now)).is_ready(now, max_age));
         assert!(!report(false, true, Some(now)).is_ready(now, max_age));
-        assert!(!report(true, true, None).is_ready(now, max_age), "never probed");
+        assert!(
+            !report(true, true, None).is_ready(now, max_age),
+            "never probed"
+        );
         let stale = now - chrono::Duration::seconds(46);
-        assert!(!report(true, true, Some(stale)).is_ready(now, max_age), "stale results");
+        assert!(
+            !report(true, true, Some(stale)).is_ready(now, max_age),
+            "stale results"
+        );
     }
 }

@@ -331,7 +331,10 @@ mod tests {
         assert_eq!(translate("0 9 * * 1").unwrap(), vec!["0 0 9 * * 2"]);
         assert_eq!(translate("0 9 * * 0").unwrap(), vec!["0 0 9 * * 1"]);
         assert_eq!(translate("0 9 * * 7").unwrap(), vec!["0 0 9 * * 1"]);
-        assert_eq!(translate("0 9 * * 1-5").unwrap(), vec!["0 0 9 * * 2,3,4,5,6"]);
+        assert_eq!(
+            translate("0 9 * * 1-5").unwrap(),
+            vec!["0 0 9 * * 2,3,4,5,6"]
+        );
         assert_eq!(translate("0 9 * * 5-7").unwrap(), vec!["0 0 9 * * 1,6,7"]);
         assert_eq!(translate("0 9 * * 0,3").unwrap(), vec!["0 0 9 * * 1,4"]);
         assert_eq!(translate("0 9 * * */2").unwrap(), vec!["0 0 9 * * 1,3,5,7"]);
@@ -389,8 +392,17 @@ mod tests {
             vec![(6, 13), (6, 20), (6, 27), (7, 4), (7, 11), (7, 13)]
         );
         // A `*`-led day-of-month keeps the AND rule, as in Vixie cron.
-        assert_eq!(CronSchedule::parse("0 0 */2 * 1").unwrap().crate_expressions().len(), 1);
-        assert_eq!(translate("0 0 13 * */2").unwrap(), vec!["0 0 0 13 * 1,3,5,7"]);
+        assert_eq!(
+            CronSchedule::parse("0 0 */2 * 1")
+                .unwrap()
+                .crate_expressions()
+                .len(),
+            1
+        );
+        assert_eq!(
+            translate("0 0 13 * */2").unwrap(),
+            vec!["0 0 0 13 * 1,3,5,7"]
+        );
     }
 
     #[test]
@@ -411,13 +423,29 @@ mod tests {
             CronSchedule::parse("0 0 ? * MON"),
             Err(ScheduleError::QuestionMark(_))
         ));
-        for bad in ["0 0 * * 8", "0 0 * * 1-9", "0 0 * * 5-1", "0 0 * * MON-3", "0 0 * * 1/0"] {
+        for bad in [
+            "0 0 * * 8",
+            "0 0 * * 1-9",
+            "0 0 * * 5-1",
+            "0 0 * * MON-3",
+            "0 0 * * 1/0",
+        ] {
             assert!(
-                matches!(CronSchedule::parse(bad), Err(ScheduleError::DayOfWeek { .. })),
+                matches!(
+                    CronSchedule::parse(bad),
+                    Err(ScheduleError::DayOfWeek { .. })
+                ),
                 "{bad:?}"
             );
         }
-        for bad in ["60 * * * *", "0 24 * * *", "0 0 32 * *", "0 0 * 13 *", "x * * * *", "0 0 * * FUNDAY"] {
+        for bad in [
+            "60 * * * *",
+            "0 24 * * *",
+            "0 0 32 * *",
+            "0 0 * 13 *",
+            "x * * * *",
+            "0 0 * * FUNDAY",
+        ] {
             assert!(
                 matches!(CronSchedule::parse(bad), Err(ScheduleError::Invalid(_))),
                 "{bad:?}"
@@ -457,10 +485,16 @@ mod tests {
             Some((at(2025, 1, 1, 0, 30), at(2025, 1, 1, 1, 0)))
         );
         let hourly = CronSchedule::parse("0 * * * *").unwrap();
-        assert_eq!(hourly.first_gap_shorter_than(from, Duration::hours(1)), None);
+        assert_eq!(
+            hourly.first_gap_shorter_than(from, Duration::hours(1)),
+            None
+        );
         let six = CronSchedule::parse("0 */6 * * *").unwrap();
         assert_eq!(six.first_gap_shorter_than(from, Duration::hours(6)), None);
-        assert!(six.first_gap_shorter_than(from, Duration::hours(7)).is_some());
+        assert!(
+            six.first_gap_shorter_than(from, Duration::hours(7))
+                .is_some()
+        );
         // A short gap that only shows up late in the year is still found.
         let late = CronSchedule::parse("0 0,1 24 12 *").unwrap();
         assert_eq!(

@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
+};
 
 /// Where the current `ActorRef` of a supervised child can be found.
 ///
@@ -35,11 +37,17 @@ impl<M> Default for ActorSlot<M> {
 impl<M> ActorSlot<M> {
     /// The child's current ref, if it is running.
     pub fn get(&self) -> Option<ActorRef<M>> {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     fn set(&self, actor: Option<ActorRef<M>>) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = actor;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = actor;
     }
 }
 
@@ -86,7 +94,8 @@ impl<A: Actor> SupervisedChild for ChildSpec<A> {
     fn start<'a>(&'a self, name: String, supervisor: ActorCell) -> StartFuture<'a> {
         Box::pin(async move {
             let (behaviour, arguments) = (self.make)();
-            let (actor, _join) = Actor::spawn_linked(Some(name), behaviour, arguments, supervisor).await?;
+            let (actor, _join) =
+                Actor::spawn_linked(Some(name), behaviour, arguments, supervisor).await?;
             self.slot.set(Some(actor.clone()));
             Ok(actor.get_cell())
         })
@@ -124,7 +133,9 @@ impl Default for RestartPolicy {
 impl RestartPolicy {
     fn backoff(&self, recent_restarts: usize) -> Duration {
         let doublings = recent_restarts.saturating_sub(1).min(16) as u32;
-        self.backoff_base.saturating_mul(1 << doublings).min(self.backoff_max)
+        self.backoff_base
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max)
     }
 }
 
@@ -134,7 +145,10 @@ pub struct RestartCounts(Arc<Mutex<BTreeMap<&'static str, u64>>>);
 
 impl RestartCounts {
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     fn bump(&self, role: &'static str) {
@@ -185,7 +199,12 @@ impl SupervisorState {
     async fn start_child(&mut self, index: usize, myself: &ActorCell) -> Result<(), SpawnErr> {
         let entry = &mut self.children[index];
         entry.generation += 1;
-        let name = format!("{}/{}#{}", self.instance, entry.spec.role(), entry.generation);
+        let name = format!(
+            "{}/{}#{}",
+            self.instance,
+            entry.spec.role(),
+            entry.generation
+        );
         let cell = entry.spec.start(name, myself.clone()).await?;
         entry.cell = Some(cell);
         Ok(())
@@ -221,7 +240,9 @@ impl SupervisorState {
                     delayMs = delay.as_millis() as u64,
                     "actor died, restarting"
                 );
-                ractor::time::send_after(delay, myself.get_cell(), move || SupervisorMsg::Restart(index));
+                ractor::time::send_after(delay, myself.get_cell(), move || {
+                    SupervisorMsg::Restart(index)
+                });
             }
             None => {
                 tracing::error!(
@@ -231,7 +252,9 @@ impl SupervisorState {
                     windowSec = self.policy.window.as_secs(),
                     "restart budget exhausted, stopping"
                 );
-                myself.stop(Some(format!("restart budget exhausted after {role} died: {reason}")));
+                myself.stop(Some(format!(
+                    "restart budget exhausted after {role} died: {reason}"
+                )));
             }
         }
     }
@@ -287,7 +310,9 @@ impl Actor for Supervisor {
                 let role = state.children[index].spec.role();
                 match state.start_child(index, &myself.get_cell()).await {
                     Ok(()) => tracing::warn!(actor = role, "actor restarted"),
-                    Err(error) => state.child_died(index, &format!("restart failed: {error}"), &myself),
+                    Err(error) => {
+                        state.child_died(index, &format!("restart failed: {error}"), &myself)
+                    }
                 }
             }
             SupervisorMsg::Running(reply) => {
@@ -311,9 +336,10 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, reason) = match event {
             SupervisionEvent::ActorFailed(cell, error) => (cell, format!("failed: {error}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, format!("stopped: {}", reason.unwrap_or_else(|| "no reason".into())))
-            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell,
+                format!("stopped: {}", reason.unwrap_or_else(|| "no reason".into())),
+            ),
             _ => return Ok(()),
         };
         let id = cell.get_id();
@@ -381,12 +407,21 @@ mod tests {
         type State = CrashyArgs;
         type Arguments = CrashyArgs;
 
-        async fn pre_start(&self, _: ActorRef<CrashyMsg>, args: CrashyArgs) -> Result<CrashyArgs, ActorProcessingErr> {
+        async fn pre_start(
+            &self,
+            _: ActorRef<CrashyMsg>,
+            args: CrashyArgs,
+        ) -> Result<CrashyArgs, ActorProcessingErr> {
             args.counters.started.fetch_add(1, Ordering::SeqCst);
             Ok(args)
         }
 
-        async fn handle(&self, _: ActorRef<CrashyMsg>, message: CrashyMsg, state: &mut CrashyArgs) -> Result<(), ActorProcessingErr> {
+        async fn handle(
+            &self,
+            _: ActorRef<CrashyMsg>,
+            message: CrashyMsg,
+            state: &mut CrashyArgs,
+        ) -> Result<(), ActorProcessingErr> {
             match message {
                 CrashyMsg::Panic => panic!("injected failure"),
                 CrashyMsg::Ping(reply) => {
@@ -396,16 +431,30 @@ mod tests {
             Ok(())
         }
 
-        async fn post_stop(&self, _: ActorRef<CrashyMsg>, state: &mut CrashyArgs) -> Result<(), ActorProcessingErr> {
+        async fn post_stop(
+            &self,
+            _: ActorRef<CrashyMsg>,
+            state: &mut CrashyArgs,
+        ) -> Result<(), ActorProcessingErr> {
             state.counters.stopped.lock().unwrap().push(state.role);
             Ok(())
         }
     }
 
-    fn crashy_child(role: &'static str, counters: &Counters, slot: &ActorSlot<CrashyMsg>) -> Arc<dyn SupervisedChild> {
+    fn crashy_child(
+        role: &'static str,
+        counters: &Counters,
+        slot: &ActorSlot<CrashyMsg>,
+    ) -> Arc<dyn SupervisedChild> {
         let counters = counters.clone();
         Arc::new(ChildSpec::new(role, slot.clone(), move || {
-            (Crashy, CrashyArgs { role, counters: counters.clone() })
+            (
+                Crashy,
+                CrashyArgs {
+                    role,
+                    counters: counters.clone(),
+                },
+            )
         }))
     }
 
@@ -449,7 +498,11 @@ mod tests {
         first.cast(CrashyMsg::Panic).unwrap();
         wait_until(|| counters.started.load(Ordering::SeqCst) == 2 && slot.get().is_some()).await;
         let second = slot.get().unwrap();
-        assert_ne!(first.get_id(), second.get_id(), "the slot holds the new instance");
+        assert_ne!(
+            first.get_id(),
+            second.get_id(),
+            "the slot holds the new instance"
+        );
         let starts = ractor::call_t!(second, CrashyMsg::Ping, 1000).unwrap();
         assert_eq!(starts, 2);
         assert_eq!(restart_counts.snapshot().get("crashy"), Some(&1));
@@ -476,7 +529,10 @@ mod tests {
         .unwrap();
         for expected_starts in 2..=3 {
             slot.get().unwrap().cast(CrashyMsg::Panic).unwrap();
-            wait_until(|| counters.started.load(Ordering::SeqCst) == expected_starts && slot.get().is_some()).await;
+            wait_until(|| {
+                counters.started.load(Ordering::SeqCst) == expected_starts && slot.get().is_some()
+            })
+            .await;
         }
         // The third failure in the window exceeds a budget of 2.
         slot.get().unwrap().cast(CrashyMsg::Panic).unwrap();
@@ -485,7 +541,11 @@ mod tests {
             .expect("supervisor stops after the budget is spent")
             .unwrap();
         assert_eq!(supervisor.get_status(), ractor::ActorStatus::Stopped);
-        assert_eq!(counters.started.load(Ordering::SeqCst), 3, "no fourth start");
+        assert_eq!(
+            counters.started.load(Ordering::SeqCst),
+            3,
+            "no fourth start"
+        );
     }
 
     #[tokio::test]

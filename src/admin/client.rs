@@ -4,7 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -67,24 +67,33 @@ impl AdminClient {
     }
 
     /// Sends one request and returns the reply; an `Error` reply becomes `Refused`.
-    pub async fn request(&mut self, request: &AdminRequest) -> Result<AdminResponse, AdminClientError> {
+    pub async fn request(
+        &mut self,
+        request: &AdminRequest,
+    ) -> Result<AdminResponse, AdminClientError> {
         let mut bytes = serde_json::to_vec(request).map_err(io::Error::other)?;
         bytes.push(b'\n');
         self.writer.write_all(&bytes).await?;
         let mut line = String::new();
         let read = tokio::time::timeout(
             REPLY_TIMEOUT,
-            (&mut self.reader).take(MAX_LINE_BYTES as u64 + 1).read_line(&mut line),
+            (&mut self.reader)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_line(&mut line),
         )
         .await
         .map_err(|_| AdminClientError::Timeout)??;
         if read == 0 {
-            return Err(AdminClientError::Unexpected("the daemon closed the connection".into()));
+            return Err(AdminClientError::Unexpected(
+                "the daemon closed the connection".into(),
+            ));
         }
         let reply: AdminResponse = serde_json::from_str(line.trim_end())
             .map_err(|error| AdminClientError::Unexpected(error.to_string()))?;
         match reply {
-            AdminResponse::Error { code, message } => Err(AdminClientError::Refused { code, message }),
+            AdminResponse::Error { code, message } => {
+                Err(AdminClientError::Refused { code, message })
+            }
             reply => Ok(reply),
         }
     }

@@ -27,10 +27,16 @@ pub enum AdminRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AdminResponse {
-    Hello { protocol: u32, daemon: String },
+    Hello {
+        protocol: u32,
+        daemon: String,
+    },
     Health(HealthReply),
     /// A request failed; `code` is a stable snake_case code shared with the HTTP API.
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

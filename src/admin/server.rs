@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
@@ -35,7 +35,10 @@ impl AdminSocket {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent).map_err(io_error)?;
         }
         match std::fs::symlink_metadata(path) {
@@ -69,6 +72,10 @@ impl AdminSocket {
 
     /// Serves connections until `shutdown` turns true, then removes the socket file.
     pub async fn serve(self, handle: Handle, mut shutdown: watch::Receiver<bool>) {
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopped);
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -85,7 +92,7 @@ impl AdminSocket {
                         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     }
                 },
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = &mut stopped => break,
             }
         }
         drop(self.listener);
@@ -117,7 +124,10 @@ async fn serve_connection(stream: UnixStream, handle: Handle) -> io::Result<()> 
         let request = match serde_json::from_str::<AdminRequest>(line.trim_end()) {
             Ok(request) => request,
             Err(error) => {
-                let reply = AdminResponse::error("invalid_request", format!("not an admin request: {error}"));
+                let reply = AdminResponse::error(
+                    "invalid_request",
+                    format!("not an admin request: {error}"),
+                );
                 write_line(&mut writer, &reply).await?;
                 continue;
             }
@@ -160,7 +170,10 @@ fn health_reply(handle: &Handle) -> HealthReply {
     }
 }
 
-async fn write_line(writer: &mut tokio::net::unix::OwnedWriteHalf, message: &AdminResponse) -> io::Result<()> {
+async fn write_line(
+    writer: &mut tokio::net::unix::OwnedWriteHalf,
+    message: &AdminResponse,
+) -> io::Result<()> {
     let mut bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
     bytes.push(b'\n');
     writer.write_all(&bytes).await

@@ -89,7 +89,10 @@ impl OpenRouterClient {
         })
     }
 
-    async fn get_data<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, OpenRouterError> {
+    async fn get_data<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+    ) -> Result<T, OpenRouterError> {
         let response = self
             .http
             .get(format!("{}{path}", self.base_url))
@@ -131,7 +134,9 @@ fn map_transport_error(error: reqwest::Error) -> OpenRouterError {
 pub fn usd_to_micro_usd(usd: f64) -> Result<i64, OpenRouterError> {
     let micro = (usd * 1_000_000.0).round();
     if !micro.is_finite() || micro.abs() > 9.0e15 {
-        return Err(OpenRouterError::Decode(format!("dollar amount out of range: {usd}")));
+        return Err(OpenRouterError::Decode(format!(
+            "dollar amount out of range: {usd}"
+        )));
     }
     Ok(micro as i64)
 }

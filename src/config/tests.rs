@@ -1,0 +1,1 @@
+//! Tests of the configuration module: ranges, strict parsing, defaults, secrets kept out of output.
