@@ -146,7 +146,7 @@ fn print_health(reply: &HealthReply) {
     match &reply.report.checked_at {
         Some(at) => println!(
             "checked at {}",
-            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            creditbrain_actors::store::format_timestamp(*at)
         ),
         None => println!("no probe has completed yet"),
     }

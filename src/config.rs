@@ -1051,9 +1051,9 @@ fn validate(
         && default > max
     {
         let message = format!(
-            "({}) must not exceed MAX_KEY_LIMIT_USD ({})",
-            values::format_decimal(default, 2),
+            "must not exceed MAX_KEY_LIMIT_USD ({}), got {:?}",
             values::format_decimal(max, 2),
+            values::format_decimal(default, 2),
         );
         r.problem("DEFAULT_KEY_LIMIT_USD", message);
     }

@@ -146,7 +146,7 @@ async fn start_after_socket(
         })
     };
     let children: Vec<Arc<dyn SupervisedChild>> = vec![Arc::new(health_child)];
-    let (supervisor, supervisor_done) = Actor::spawn(
+    let spawned = Actor::spawn(
         None,
         Supervisor,
         SupervisorArgs {
@@ -156,8 +156,14 @@ async fn start_after_socket(
             restart_counts: restart_counts.clone(),
         },
     )
-    .await
-    .map_err(|error| DaemonError::Actors(error.to_string()))?;
+    .await;
+    let (supervisor, supervisor_done) = match spawned {
+        Ok(spawned) => spawned,
+        Err(error) => {
+            store.close().await;
+            return Err(DaemonError::Actors(error.to_string()));
+        }
+    };
 
     let handle = Handle {
         started_at,

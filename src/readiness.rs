@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use creditbrain_actors::health::HealthReport;
+use creditbrain_actors::store::now_timestamp;
 use serde::{Deserialize, Serialize};
 
 /// The readiness body, exactly as the operator runbook documents it.
@@ -47,7 +48,7 @@ impl Readiness {
         let fresh = report.is_fresh(now, max_age);
         Self {
             status: if ready { "ok" } else { "degraded" }.to_string(),
-            timestamp: timestamp_now(),
+            timestamp: now_timestamp(),
             uptime: started.elapsed().as_secs(),
             dependencies: Dependencies {
                 openrouter: fresh && report.openrouter.ok,
@@ -62,13 +63,8 @@ impl Liveness {
     pub fn now(started: Instant) -> Self {
         Self {
             status: "ok".to_string(),
-            timestamp: timestamp_now(),
+            timestamp: now_timestamp(),
             uptime: started.elapsed().as_secs(),
         }
     }
-}
-
-/// UTC RFC 3339 with milliseconds, the one timestamp format of this project.
-pub fn timestamp_now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }

@@ -23,8 +23,8 @@ const ONE_MINUTE: i64 = 60;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
     #[error(
-        "expected 5 fields (minute hour day-of-month month day-of-week), got {0}; only classic 5-field \
-         cron is accepted (no seconds or year field)"
+        "has {0} fields, expected 5 (minute hour day-of-month month day-of-week): only classic \
+         5-field cron is accepted, without a seconds or year field"
     )]
     FieldCount(usize),
     #[error("`{given}` shortcuts are not accepted; write the 5-field form `{equivalent}`")]
@@ -174,15 +174,9 @@ pub fn translate(expression: &str) -> Result<Vec<String>, ScheduleError> {
     let [minute, hour, day_of_month, month, day_of_week] = fields[..] else {
         return Err(ScheduleError::FieldCount(fields.len()));
     };
-    for field in [minute, hour, month] {
-        if field.contains('?') {
-            return Err(ScheduleError::QuestionMark(field.to_owned()));
-        }
-    }
-    for field in [day_of_month, day_of_week] {
-        if field.contains('?') {
-            return Err(ScheduleError::QuestionMark(field.to_owned()));
-        }
+    // The crate reads `?` as `*` in the day fields; classic cron has no `?` at all.
+    if let Some(field) = fields.iter().find(|field| field.contains('?')) {
+        return Err(ScheduleError::QuestionMark((*field).to_owned()));
     }
     // Vixie cron: a day field "is restricted" unless it starts with `*` (so `*/2` counts as `*`).
     // Decided on the classic text, before `*/2` is expanded into a list.

@@ -169,6 +169,7 @@ pub(crate) fn parse_base64_32(text: &str) -> Option<[u8; 32]> {
             b'/' => 63,
             _ => return None,
         };
+        // Only the low `bits` bits matter; older ones fall off the top harmlessly.
         accumulator = (accumulator << 6) | u32::from(value);
         bits += 6;
         if bits >= 8 {

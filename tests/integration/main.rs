@@ -4,4 +4,5 @@
 mod admin_socket;
 mod binary;
 mod health;
+mod supervision;
 mod support;

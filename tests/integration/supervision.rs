@@ -1,0 +1,68 @@
+//! Supervision in the real daemon: a dead HealthActor is replaced and readiness keeps working;
+//! past the restart budget the daemon stops with an error and cleans up.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use creditbrain::daemon::DaemonError;
+
+use crate::support::{TestDaemon, eventually};
+
+/// Kills the running HealthActor and waits until the supervisor has replaced it.
+async fn kill_health_actor(daemon: &TestDaemon) {
+    let victim = daemon
+        .daemon
+        .handle
+        .health
+        .get()
+        .expect("health actor running");
+    victim.get_cell().kill();
+    eventually(Duration::from_secs(5), || async {
+        daemon
+            .daemon
+            .handle
+            .health
+            .get()
+            .filter(|current| current.get_id() != victim.get_id())
+            .map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_health_actor_is_restarted_and_readiness_recovers() {
+    let daemon = TestDaemon::start().await;
+    kill_health_actor(&daemon).await;
+    assert_eq!(
+        daemon.daemon.handle.restart_counts.snapshot().get("health"),
+        Some(&1)
+    );
+    // The new instance probes again: readiness is served and fresh.
+    let before = daemon.daemon.handle.health_report().checked_at;
+    eventually(Duration::from_secs(10), || async {
+        let fresh = daemon.daemon.handle.health_report().checked_at > before;
+        let (status, _) = daemon.get_json("/health/ready").await;
+        (fresh && status == StatusCode::OK).then_some(())
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_restart_budget_the_daemon_stops_with_an_error() {
+    let daemon = TestDaemon::start().await;
+    // The default budget is 5 restarts in 60 s; the sixth death ends the tree.
+    for _ in 0..5 {
+        kill_health_actor(&daemon).await;
+    }
+    daemon.daemon.handle.health.get().unwrap().get_cell().kill();
+    let socket = daemon.env.socket_path();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), daemon.daemon.wait())
+        .await
+        .expect("the daemon stops by itself");
+    assert!(
+        matches!(outcome, Err(DaemonError::ActorsDied(_))),
+        "{outcome:?}"
+    );
+    assert!(!socket.exists(), "socket removed even on a failure exit");
+}
