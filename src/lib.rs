@@ -7,4 +7,5 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod readiness;
+pub mod sandbox;
 pub mod telemetry;

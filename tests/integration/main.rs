@@ -1,8 +1,11 @@
 //! The one integration test binary: drives the real daemon (in-process and as a process) over real
-//! HTTP on loopback, the real admin socket and a real SQLite file.
+//! HTTP on loopback, the real admin socket and a real SQLite file, and the sandbox fakes.
 
 mod admin_socket;
 mod binary;
 mod health;
+mod sandbox_bags;
+mod sandbox_openrouter;
+mod sandbox_rpc;
 mod supervision;
 mod support;
