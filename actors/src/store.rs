@@ -17,6 +17,8 @@ use sqlx::sqlite::{
 #[cfg(test)]
 mod tests;
 
+pub mod strategies;
+
 /// The migrations compiled into the binary: `(version, description, sql)`, in version order.
 ///
 /// Each entry mirrors a file `migrations/<version as 4 digits>_<description with '_'>.sql`, the
@@ -147,7 +149,7 @@ pub struct Store {
 
 impl Store {
     /// Creates the parent directory, opens (creating) the SQLite file with WAL,
-    /// synchronous=NORMAL, foreign_keys=ON and a 5 s busy timeout, runs pending migrations and
+    /// synchronous=FULL, foreign_keys=ON and a 5 s busy timeout, runs pending migrations and
     /// returns the store. Opening an up-to-date database changes nothing.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
@@ -163,9 +165,11 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // NORMAL is durable in WAL mode except for the last commits on power loss, never
-            // corrupting; the exactly-once protocols re-check the chain and OpenRouter anyway.
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: a commit survives power loss, not only a process crash. The exactly-once
+            // protocol persists a signed transaction *before* sending it; under NORMAL a power
+            // cut could forget that record after the transaction went out. Our write rate is
+            // low (checkpoints, not hot loops), so the extra fsync per commit is cheap.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
 

@@ -208,7 +208,7 @@ async fn store_open_creates_nested_dir_migrates_and_sets_pragmas() {
             .fetch_one(&mut **conn)
             .await
             .unwrap();
-        assert_eq!(synchronous, 1, "NORMAL");
+        assert_eq!(synchronous, 2, "FULL: commits survive power loss");
     }
     drop(conns);
 
