@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+pub mod sandbox;
+
 use crate::admin::client::{AdminClient, AdminClientError};
 use crate::admin::protocol::{AdminRequest, AdminResponse, HealthReply};
 use crate::config::{Config, ValueSource};
@@ -39,6 +41,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: HTTP API, admin socket, scheduler and actors.
     Serve,
+    /// Run the daemon against local fakes of Bags, Solana RPC, Helius and OpenRouter, with a
+    /// seeded strategy: the whole loop without accounts or money.
+    Sandbox(sandbox::SandboxArgs),
     /// Dependency health from the running daemon (exit 1 when a dependency is down).
     Health {
         /// Print the runbook's readiness JSON instead of a table.

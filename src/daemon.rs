@@ -229,6 +229,18 @@ async fn start_after_socket(
 }
 
 impl RunningDaemon {
+    /// Runs until SIGINT or SIGTERM (or the actor tree dies), then shuts down in order.
+    pub async fn run_until_signalled(self) -> Result<(), DaemonError> {
+        let trigger = self.shutdown_trigger();
+        let signals = tokio::spawn(async move {
+            wait_for_signal().await;
+            trigger.trigger();
+        });
+        let outcome = self.wait().await;
+        signals.abort();
+        outcome
+    }
+
     pub fn shutdown_trigger(&self) -> ShutdownTrigger {
         ShutdownTrigger(self.stop_requested.clone())
     }
@@ -265,4 +277,21 @@ impl RunningDaemon {
         tracing::info!("shutdown complete");
         outcome
     }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "signal received");
 }

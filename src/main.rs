@@ -1,4 +1,5 @@
-//! The `creditbrain` binary: parses the command line and runs the daemon or a client command.
+//! The `creditbrain` binary: parses the command line and runs the daemon, the sandbox or a client
+//! command.
 
 use clap::Parser;
 use creditbrain::cli::{Cli, Command, ConfigCommand, exit};
@@ -11,6 +12,7 @@ fn main() {
             command: ConfigCommand::Check,
         } => creditbrain::cli::config_check(),
         Command::Serve => serve(),
+        Command::Sandbox(args) => runtime().block_on(creditbrain::cli::sandbox::run(args)),
         Command::Health { json } => {
             runtime().block_on(creditbrain::cli::health(&cli.socket_path(), *json))
         }
@@ -44,12 +46,7 @@ fn serve() -> i32 {
                 return exit::FAILURE;
             }
         };
-        let trigger = daemon.shutdown_trigger();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            trigger.trigger();
-        });
-        match daemon.wait().await {
+        match daemon.run_until_signalled().await {
             Ok(()) => exit::OK,
             Err(error) => {
                 tracing::error!(err.message = %error, "daemon stopped on a failure");
@@ -57,16 +54,4 @@ fn serve() -> i32 {
             }
         }
     })
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    let name = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "signal received");
 }

@@ -23,9 +23,21 @@ use tracing_subscriber::{EnvFilter, prelude::*};
 /// `level` is one of `debug`, `info`, `warn`, `error` (LOG_LEVEL). Chatty dependencies are held at
 /// `warn` so that `info` stays the runbook's "request access logs, phase transitions, completions".
 pub fn init(level: &str) {
+    init_with(level, std::io::stdout);
+}
+
+/// Like [`init`], on stderr: for `creditbrain sandbox`, whose stdout carries its ready line.
+pub fn init_stderr(level: &str) {
+    init_with(level, std::io::stderr);
+}
+
+fn init_with<W>(level: &str, make_writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let subscriber = tracing_subscriber::registry()
         .with(filter_for(level))
-        .with(JsonLinesLayer::new(std::io::stdout));
+        .with(JsonLinesLayer::new(make_writer));
     // A second init (e.g. tests in one process) keeps the first subscriber; that is harmless.
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

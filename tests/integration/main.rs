@@ -5,6 +5,7 @@ mod admin_socket;
 mod binary;
 mod health;
 mod sandbox_bags;
+mod sandbox_cli;
 mod sandbox_openrouter;
 mod sandbox_rpc;
 mod supervision;

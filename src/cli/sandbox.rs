@@ -1,0 +1,195 @@
+//! `creditbrain sandbox`: starts every fake on loopback, seeds a world and a strategy, and runs the
+//! real daemon (the same `daemon::start` as `serve`) pointed at the fakes.
+//!
+//! Its stdout carries exactly one line, the ready line (JSON with every URL and credential a user
+//! or a test needs); logs go to stderr so `creditbrain sandbox | head -1` works.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use creditbrain_actors::store::strategies::NewStrategy;
+use serde_json::json;
+use solana_sdk::signature::Signer;
+
+use super::exit;
+use crate::config::Config;
+use crate::sandbox::world::WorldOptions;
+use crate::sandbox::{Sandbox, SandboxOptions, random_hex};
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Run one pipeline for the seeded strategy, print its summary and exit (0 only if it completed).
+    #[arg(long)]
+    pub once: bool,
+    /// Wallets holding the seeded token.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub holders: u32,
+}
+
+/// Variables the sandbox takes from the environment; everything else it sets itself, so a
+/// production `.env` in the working directory can never leak into it.
+const HONOURED: [&str; 5] = [
+    "DATABASE_PATH",
+    "ADMIN_SOCKET_PATH",
+    "PORT",
+    "HOST",
+    "LOG_LEVEL",
+];
+
+/// The sandbox's own database when DATABASE_PATH is not set: separate from a real daemon's, and
+/// recreated at every start because the fakes' world is new every time.
+const DEFAULT_SANDBOX_DATABASE: &str = "./data/sandbox/creditbrain.db";
+
+pub async fn run(args: &SandboxArgs) -> i32 {
+    let environment: BTreeMap<String, String> = HONOURED
+        .iter()
+        .filter_map(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+                .map(|value| (name.to_string(), value))
+        })
+        .collect();
+    run_with(args, environment).await
+}
+
+/// [`run`] with the honoured variables passed in.
+pub async fn run_with(args: &SandboxArgs, environment: BTreeMap<String, String>) -> i32 {
+    let sandbox = match Sandbox::start(SandboxOptions {
+        world: WorldOptions {
+            holders: args.holders as usize,
+            ..WorldOptions::default()
+        },
+        ..SandboxOptions::default()
+    })
+    .await
+    {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            eprintln!("creditbrain: the sandbox could not start its fakes: {error}");
+            return exit::FAILURE;
+        }
+    };
+
+    let mut vars = sandbox.daemon_vars();
+    vars.insert("API_AUTH_TOKEN".into(), random_hex(24));
+    // Loopback only: the sandbox is for the person at this machine.
+    vars.insert("HOST".into(), "127.0.0.1".into());
+    vars.insert("HEALTH_PROBE_INTERVAL_SEC".into(), "5".into());
+    if !environment.contains_key("DATABASE_PATH") {
+        let path = PathBuf::from(DEFAULT_SANDBOX_DATABASE);
+        if let Err(error) = remove_database_files(&path) {
+            eprintln!(
+                "creditbrain: cannot reset the sandbox database {}: {error}",
+                path.display()
+            );
+            return exit::FAILURE;
+        }
+        vars.insert("DATABASE_PATH".into(), DEFAULT_SANDBOX_DATABASE.into());
+    }
+    vars.extend(environment);
+    let config = match Config::from_vars(&vars) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("creditbrain: cannot start the sandbox, {errors}");
+            return exit::CONFIG;
+        }
+    };
+    crate::telemetry::init_stderr(config.log_level.as_str());
+
+    let daemon = match crate::daemon::start(&config).await {
+        Ok(daemon) => daemon,
+        Err(error) => {
+            tracing::error!(err.message = %error, "sandbox daemon failed to start");
+            return exit::FAILURE;
+        }
+    };
+    let strategy = match daemon
+        .handle
+        .store
+        .insert_strategy(&seeded_strategy(&sandbox, &config))
+        .await
+    {
+        Ok(strategy) => strategy,
+        Err(error) => {
+            tracing::error!(err.message = %error, "seeding the sandbox strategy failed");
+            daemon.shutdown_trigger().trigger();
+            let _ = daemon.wait().await;
+            return exit::FAILURE;
+        }
+    };
+
+    let ready = json!({
+        "api_url": format!("http://{}", daemon.http_addr),
+        "api_token": vars["API_AUTH_TOKEN"],
+        "admin_socket": config.admin_socket_path.display().to_string(),
+        "database_path": config.database_path.display().to_string(),
+        "control_url": sandbox.control_url,
+        "strategy_id": strategy.strategy_id,
+        "signer": sandbox.world.signer.pubkey().to_string(),
+        "token_mint": sandbox.world.token_mint.to_string(),
+        "bags_url": format!("{}/api/v1", sandbox.bags_url),
+        "bags_api_key": sandbox.bags_api_key,
+        "rpc_url": sandbox.rpc_url,
+        "helius_url": vars["HELIUS_RPC_URL"],
+        "openrouter_url": format!("{}/api/v1", sandbox.openrouter_url),
+        "openrouter_management_key": sandbox.openrouter_management_key,
+    });
+    println!("{ready}");
+    tracing::info!(strategyId = %strategy.strategy_id, "sandbox ready");
+
+    if args.once {
+        // Said plainly rather than faked: there is no pipeline to run in this build yet.
+        eprintln!(
+            "creditbrain sandbox --once: runs are not implemented in this build yet (the pipeline \
+             — claim, swap, allocate, provision — arrives with the RunCoordinator); nothing was run"
+        );
+        daemon.shutdown_trigger().trigger();
+        let _ = daemon.wait().await;
+        return exit::FAILURE;
+    }
+    match daemon.run_until_signalled().await {
+        Ok(()) => exit::OK,
+        Err(error) => {
+            tracing::error!(err.message = %error, "sandbox daemon stopped on a failure");
+            exit::FAILURE
+        }
+    }
+}
+
+/// The strategy the sandbox seeds: the world's owner and token, the environment's defaults.
+fn seeded_strategy(sandbox: &Sandbox, config: &Config) -> NewStrategy {
+    NewStrategy {
+        owner_wallet: sandbox.world.signer.pubkey().to_string(),
+        token_mint: sandbox.world.token_mint.to_string(),
+        fee_source: config.fee_source.as_str().to_string(),
+        threshold_lamports: i64::try_from(config.fee_threshold_lamports).unwrap_or(i64::MAX),
+        slippage_bps: i64::from(config.swap_slippage_bps),
+        distribution_mode: config.distribution_mode.as_str().to_string(),
+        top_n: i64::from(config.distribution_top_n),
+        min_holding_base_units: "0".to_string(),
+        max_grant_micro_usd: config.default_key_limit_micro_usd,
+        max_key_limit_micro_usd: config.max_key_limit_micro_usd,
+        key_limit_reset: config
+            .key_limit_reset
+            .map(|reset| reset.as_str().to_string()),
+        key_expiry_days: i64::from(config.key_expiry_days),
+        reserve_bps: i64::from(config.credit_pool_reserve_bps),
+        cron_schedule: config.cron_schedule.source().to_string(),
+        status: "active".to_string(),
+    }
+}
+
+/// Deletes a SQLite database and its WAL files if they exist.
+fn remove_database_files(path: &Path) -> std::io::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+    }
+    Ok(())
+}

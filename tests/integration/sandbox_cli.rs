@@ -1,0 +1,168 @@
+//! `creditbrain sandbox` as a user runs it: one ready line with every URL and credential, the real
+//! daemon healthy against the fakes, the seeded strategy stored, SIGTERM → exit 0; `--once` says
+//! honestly what it cannot do yet.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_creditbrain");
+
+/// The sandbox with only the honoured variables set. Its stderr (logs) is inherited unless a test
+/// reads it: an unread pipe would fill and block the daemon.
+fn sandbox_command(dir: &std::path::Path, args: &[&str], stderr: Stdio) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .arg("sandbox")
+        .args(args)
+        .env_clear()
+        .env("DATABASE_PATH", dir.join("sandbox.db"))
+        .env("ADMIN_SOCKET_PATH", dir.join("sandbox.sock"))
+        .env("PORT", "0")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    command
+}
+
+fn first_line(child: &mut std::process::Child) -> Value {
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    serde_json::from_str(&line)
+        .unwrap_or_else(|error| panic!("ready line is JSON ({error}): {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_boots_every_fake_and_the_daemon_and_prints_one_ready_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = sandbox_command(dir.path(), &["--holders", "40"], Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let ready = first_line(&mut child);
+    for field in [
+        "api_url",
+        "api_token",
+        "admin_socket",
+        "control_url",
+        "strategy_id",
+        "bags_url",
+        "bags_api_key",
+        "rpc_url",
+        "helius_url",
+        "openrouter_url",
+        "openrouter_management_key",
+    ] {
+        assert!(
+            ready[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field} missing: {ready}"
+        );
+    }
+    let text = |field: &str| ready[field].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+
+    // The daemon's readiness probes the OpenRouter fake with the printed management key.
+    let mut ready_status = 0;
+    for _ in 0..250 {
+        ready_status = http
+            .get(format!("{}/health/ready", text("api_url")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if ready_status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(ready_status, 200, "the daemon is ready against the fakes");
+    let counts: Value = http
+        .get(format!("{}/_sandbox/requests", text("control_url")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        counts["openrouter"]["GET /api/v1/credits"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "the control API saw the probe: {counts}"
+    );
+
+    // The printed Bags credentials work, and the signer owns the seeded fee positions.
+    let positions: Value = http
+        .get(format!(
+            "{}/token-launch/claimable-positions",
+            text("bags_url")
+        ))
+        .query(&[("wallet", text("signer"))])
+        .header("x-api-key", text("bags_api_key"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(positions["success"], true, "{positions}");
+    assert_eq!(
+        positions["response"].as_array().unwrap().len(),
+        3,
+        "{positions}"
+    );
+
+    // The CLI reaches the sandbox daemon through the printed admin socket.
+    let health = Command::new(BINARY)
+        .args(["--socket", &text("admin_socket"), "health"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(
+        health.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    // The seeded strategy is in the database the sandbox daemon created.
+    let output = Command::new("sqlite3")
+        .arg(dir.path().join("sandbox.db"))
+        .arg(format!(
+            "SELECT owner_wallet, token_mint FROM strategies WHERE strategy_id = '{}';",
+            text("strategy_id")
+        ))
+        .output()
+        .unwrap();
+    let row = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        row.trim(),
+        format!("{}|{}", text("signer"), text("token_mint"))
+    );
+}
+
+#[test]
+fn sandbox_once_reports_honestly_that_runs_are_not_implemented() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = sandbox_command(dir.path(), &["--once", "--holders", "10"], Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = first_line(&mut child);
+    assert!(ready["strategy_id"].is_string());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "--once succeeds only when a run completed"
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("not implemented"), "{stderr}");
+}
