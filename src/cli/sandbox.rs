@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use creditbrain_actors::store::strategies::NewStrategy;
@@ -14,6 +15,8 @@ use solana_sdk::signature::Signer;
 
 use super::exit;
 use crate::config::Config;
+use crate::sandbox::faults::FaultRule;
+use crate::sandbox::ledger::LedgerOptions;
 use crate::sandbox::world::WorldOptions;
 use crate::sandbox::{Sandbox, SandboxOptions, random_hex};
 
@@ -25,6 +28,25 @@ pub struct SandboxArgs {
     /// Wallets holding the seeded token.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub holders: u32,
+    /// Seeds the holder distribution: the same seed builds the same balances.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Milliseconds per Solana slot (mainnet: about 400).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub slot_ms: u64,
+    /// A fault or latency rule active from the start, as the control API's JSON, e.g.
+    /// '{"fake":"bags","route":"GET /api/v1/trade/quote","mode":{"mode":"script","steps":[{"kind":"rate_limited","retry_after_secs":2},null]}}'.
+    /// Repeatable. Rules can also be set and cleared at runtime: POST/DELETE <control_url>/_sandbox/faults.
+    #[arg(long = "fault", value_name = "JSON", value_parser = parse_fault_rule)]
+    pub faults: Vec<FaultRule>,
+}
+
+/// Parses and validates one `--fault` rule, so a typo stops the sandbox before it starts.
+fn parse_fault_rule(text: &str) -> Result<FaultRule, String> {
+    let rule: FaultRule =
+        serde_json::from_str(text).map_err(|error| format!("not a fault rule: {error}"))?;
+    rule.validate().map_err(|error| error.to_string())?;
+    Ok(rule)
 }
 
 /// Variables the sandbox takes from the environment; everything else it sets itself, so a
@@ -59,7 +81,12 @@ pub async fn run_with(args: &SandboxArgs, environment: BTreeMap<String, String>)
     let sandbox = match Sandbox::start(SandboxOptions {
         world: WorldOptions {
             holders: args.holders as usize,
+            seed: args.seed,
             ..WorldOptions::default()
+        },
+        ledger: LedgerOptions {
+            slot_duration: Duration::from_millis(args.slot_ms),
+            ..LedgerOptions::default()
         },
         ..SandboxOptions::default()
     })
@@ -71,6 +98,10 @@ pub async fn run_with(args: &SandboxArgs, environment: BTreeMap<String, String>)
             return exit::FAILURE;
         }
     };
+
+    for rule in &args.faults {
+        sandbox.faults.add_rule(rule.clone());
+    }
 
     let mut vars = sandbox.daemon_vars();
     vars.insert("API_AUTH_TOKEN".into(), random_hex(24));

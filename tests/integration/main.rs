@@ -8,5 +8,6 @@ mod sandbox_bags;
 mod sandbox_cli;
 mod sandbox_openrouter;
 mod sandbox_rpc;
+mod sandbox_world;
 mod supervision;
 mod support;

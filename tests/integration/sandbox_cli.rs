@@ -166,3 +166,69 @@ fn sandbox_once_reports_honestly_that_runs_are_not_implemented() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("not implemented"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fault_given_at_startup_is_active_from_the_first_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = r#"{"fake":"openrouter","route":"GET /api/v1/credits","mode":{"mode":"always","fault":{"kind":"server_error","status":503}}}"#;
+    let mut child = sandbox_command(
+        dir.path(),
+        &["--holders", "5", "--fault", rule],
+        Stdio::inherit(),
+    )
+    .spawn()
+    .unwrap();
+    let ready = first_line(&mut child);
+    let http = reqwest::Client::new();
+    let api_url = ready["api_url"].as_str().unwrap();
+    // The daemon's first probe already meets the fault: readiness reports OpenRouter down.
+    let mut body = Value::Null;
+    for _ in 0..250 {
+        let response = http
+            .get(format!("{api_url}/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        body = response.json().await.unwrap();
+        if body["dependencies"]["database"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["dependencies"]["openrouter"], false, "{body}");
+    let rules: Value = http
+        .get(format!(
+            "{}/_sandbox/faults",
+            ready["control_url"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rules.as_array().unwrap().len(), 1, "{rules}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_bad_fault_rule_stops_the_sandbox_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sandbox_command(
+        dir.path(),
+        &[
+            "--fault",
+            r#"{"fake":"nope","mode":{"mode":"always","fault":{"kind":"hang"}}}"#,
+        ],
+        Stdio::piped(),
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("unknown fake"), "{stderr}");
+    assert!(output.stdout.is_empty(), "no ready line");
+    assert!(!dir.path().join("sandbox.db").exists(), "nothing started");
+}
