@@ -24,14 +24,15 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use solana_message::{Message, VersionedMessage, v0};
 use solana_sdk::hash::Hash;
-use solana_sdk::instruction::{AccountMeta, Instruction};
+use solana_sdk::instruction::Instruction;
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::signature::{Keypair, Signature, Signer};
 use solana_sdk::transaction::{Transaction, VersionedTransaction};
 
 use super::ledger::{
-    ASSOCIATED_TOKEN_PROGRAM_ID, COMPUTE_BUDGET_PROGRAM_ID, Ledger, SYSTEM_PROGRAM_ID,
-    TOKEN_PROGRAM_ID, USDC_DECIMALS, USDC_MINT_MAINNET, WRAPPED_SOL_MINT, associated_token_address,
+    Ledger, USDC_DECIMALS, USDC_MINT_MAINNET, WRAPPED_SOL_MINT, associated_token_address,
+    create_associated_token_account_idempotent_instruction, prioritization_fee_lamports,
+    set_compute_unit_limit_instruction, set_compute_unit_price_instruction,
     transfer_checked_instruction,
 };
 
@@ -1046,41 +1047,6 @@ fn parse_echoed_quote(fake: &BagsFake, quote: Option<&Value>) -> Result<QuoteTer
     Ok(terms)
 }
 
-fn compute_unit_limit_instruction(units: u32) -> Instruction {
-    let mut data = vec![2];
-    data.extend_from_slice(&units.to_le_bytes());
-    Instruction::new_with_bytes(COMPUTE_BUDGET_PROGRAM_ID, &data, vec![])
-}
-
-fn compute_unit_price_instruction(micro_lamports: u64) -> Instruction {
-    let mut data = vec![3];
-    data.extend_from_slice(&micro_lamports.to_le_bytes());
-    Instruction::new_with_bytes(COMPUTE_BUDGET_PROGRAM_ID, &data, vec![])
-}
-
-/// Associated Token Account `CreateIdempotent`: `payer` funds `owner`'s account for `mint` if it
-/// does not exist yet.
-fn create_ata_idempotent_instruction(payer: &Pubkey, owner: &Pubkey, mint: &Pubkey) -> Instruction {
-    Instruction::new_with_bytes(
-        ASSOCIATED_TOKEN_PROGRAM_ID,
-        &[1],
-        vec![
-            AccountMeta::new(*payer, true),
-            AccountMeta::new(associated_token_address(owner, mint), false),
-            AccountMeta::new_readonly(*owner, false),
-            AccountMeta::new_readonly(*mint, false),
-            AccountMeta::new_readonly(SYSTEM_PROGRAM_ID, false),
-            AccountMeta::new_readonly(TOKEN_PROGRAM_ID, false),
-        ],
-    )
-}
-
-/// `ceil(price × limit / 1e6)`: the priority fee a transaction with this budget pays.
-fn prioritization_fee_lamports(micro_lamports_per_unit: u64, unit_limit: u32) -> u64 {
-    let micro = u128::from(micro_lamports_per_unit) * u128::from(unit_limit);
-    u64::try_from(micro.div_ceil(1_000_000)).unwrap_or(u64::MAX)
-}
-
 /// A v0 transaction (no lookup tables) paid by `payer` with one slot per required signer, the
 /// slots of `signers` filled and the others left all zeros for the client.
 fn partially_signed_v0(
@@ -1128,12 +1094,14 @@ async fn trade_swap(State(fake): State<BagsFake>, body: Bytes) -> ApiResult {
     let delivered = terms.delivered(options.delivery_shortfall_bps);
     let unit_price = options.compute_unit_price_micro_lamports;
     let mut instructions = vec![
-        compute_unit_limit_instruction(SWAP_COMPUTE_UNIT_LIMIT),
-        compute_unit_price_instruction(unit_price),
+        set_compute_unit_limit_instruction(SWAP_COMPUTE_UNIT_LIMIT),
+        set_compute_unit_price_instruction(unit_price),
     ];
     match terms.direction {
         Direction::SolToUsdc => {
-            instructions.push(create_ata_idempotent_instruction(&user, &user, &usdc_mint));
+            instructions.push(create_associated_token_account_idempotent_instruction(
+                &user, &user, &usdc_mint,
+            ));
             instructions.push(solana_system_interface::instruction::transfer(
                 &user,
                 &pool.pubkey(),
@@ -1172,7 +1140,7 @@ async fn trade_swap(State(fake): State<BagsFake>, body: Bytes) -> ApiResult {
         "swapTransaction": bs58::encode(bytes).into_string(),
         "computeUnitLimit": SWAP_COMPUTE_UNIT_LIMIT,
         "lastValidBlockHeight": last_valid_block_height,
-        "prioritizationFeeLamports": prioritization_fee_lamports(unit_price, SWAP_COMPUTE_UNIT_LIMIT),
+        "prioritizationFeeLamports": prioritization_fee_lamports(unit_price, u64::from(SWAP_COMPUTE_UNIT_LIMIT)),
     }))
 }
 
@@ -1538,10 +1506,11 @@ mod tests {
 
     #[test]
     fn compute_budget_instructions_encode_as_documented() {
-        let limit = compute_unit_limit_instruction(120_000);
+        use crate::sandbox::ledger::COMPUTE_BUDGET_PROGRAM_ID;
+        let limit = set_compute_unit_limit_instruction(120_000);
         assert_eq!(limit.program_id, COMPUTE_BUDGET_PROGRAM_ID);
         assert_eq!(limit.data, [2, 0xC0, 0xD4, 0x01, 0x00]);
-        let price = compute_unit_price_instruction(10_000);
+        let price = set_compute_unit_price_instruction(10_000);
         assert_eq!(price.data, [3, 0x10, 0x27, 0, 0, 0, 0, 0, 0]);
         assert!(limit.accounts.is_empty() && price.accounts.is_empty());
     }

@@ -655,12 +655,16 @@ fn compute_budget(message: &VersionedMessage) -> Result<(u64, u64), TransactionE
     Ok((limit, price.unwrap_or(0)))
 }
 
-/// Base fee plus prioritization fee (micro-lamports per unit × unit limit, rounded up).
+/// Base fee plus prioritization fee.
 fn fee_for(message: &VersionedMessage, limit: u64, price: u64) -> u64 {
     let signatures = u64::from(message.header().num_required_signatures);
-    let priority = (u128::from(price) * u128::from(limit)).div_ceil(1_000_000);
-    let priority = u64::try_from(priority).unwrap_or(u64::MAX);
-    (signatures * LAMPORTS_PER_SIGNATURE).saturating_add(priority)
+    (signatures * LAMPORTS_PER_SIGNATURE).saturating_add(prioritization_fee_lamports(price, limit))
+}
+
+/// The prioritization fee: micro-lamports per compute unit × unit limit, rounded up to lamports.
+pub fn prioritization_fee_lamports(micro_lamports_per_unit: u64, unit_limit: u64) -> u64 {
+    let micro = u128::from(micro_lamports_per_unit) * u128::from(unit_limit);
+    u64::try_from(micro.div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
 /// Runs `transaction` against `state` without changing it. Signatures are not checked here.
