@@ -230,10 +230,14 @@ async fn start_after_socket(
 
 impl RunningDaemon {
     /// Runs until SIGINT or SIGTERM (or the actor tree dies), then shuts down in order.
-    pub async fn run_until_signalled(self) -> Result<(), DaemonError> {
+    pub async fn run_until_signalled(
+        self,
+        mut signals: ShutdownSignals,
+    ) -> Result<(), DaemonError> {
         let trigger = self.shutdown_trigger();
         let signals = tokio::spawn(async move {
-            wait_for_signal().await;
+            let name = signals.recv().await;
+            tracing::info!(signal = name, "signal received");
             trigger.trigger();
         });
         let outcome = self.wait().await;
@@ -279,19 +283,28 @@ impl RunningDaemon {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
-    let name = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "signal received");
+/// SIGINT and SIGTERM handlers, installed before the daemon announces itself: a signal that
+/// arrives between "listening" and the handler would otherwise kill the process with no cleanup.
+pub struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers; needs a running tokio runtime.
+    pub fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM, naming it.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use clap::Parser;
 use creditbrain::cli::{Cli, Command, ConfigCommand, exit};
 use creditbrain::config::Config;
+use creditbrain::daemon::ShutdownSignals;
 
 fn main() {
     let cli = Cli::parse();
@@ -39,6 +40,13 @@ fn serve() -> i32 {
     };
     creditbrain::telemetry::init(config.log_level.as_str());
     runtime().block_on(async move {
+        let signals = match ShutdownSignals::install() {
+            Ok(signals) => signals,
+            Err(error) => {
+                tracing::error!(err.message = %error, "cannot install signal handlers");
+                return exit::FAILURE;
+            }
+        };
         let daemon = match creditbrain::daemon::start(&config).await {
             Ok(daemon) => daemon,
             Err(error) => {
@@ -46,7 +54,7 @@ fn serve() -> i32 {
                 return exit::FAILURE;
             }
         };
-        match daemon.run_until_signalled().await {
+        match daemon.run_until_signalled(signals).await {
             Ok(()) => exit::OK,
             Err(error) => {
                 tracing::error!(err.message = %error, "daemon stopped on a failure");

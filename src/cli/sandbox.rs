@@ -15,6 +15,7 @@ use solana_sdk::signature::Signer;
 
 use super::exit;
 use crate::config::Config;
+use crate::daemon::ShutdownSignals;
 use crate::sandbox::faults::FaultRule;
 use crate::sandbox::ledger::LedgerOptions;
 use crate::sandbox::world::WorldOptions;
@@ -128,6 +129,13 @@ pub async fn run_with(args: &SandboxArgs, environment: BTreeMap<String, String>)
         }
     };
     crate::telemetry::init_stderr(config.log_level.as_str());
+    let signals = match ShutdownSignals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(err.message = %error, "cannot install signal handlers");
+            return exit::FAILURE;
+        }
+    };
 
     let daemon = match crate::daemon::start(&config).await {
         Ok(daemon) => daemon,
@@ -180,7 +188,7 @@ pub async fn run_with(args: &SandboxArgs, environment: BTreeMap<String, String>)
         let _ = daemon.wait().await;
         return exit::FAILURE;
     }
-    match daemon.run_until_signalled().await {
+    match daemon.run_until_signalled(signals).await {
         Ok(()) => exit::OK,
         Err(error) => {
             tracing::error!(err.message = %error, "sandbox daemon stopped on a failure");
