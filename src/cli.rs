@@ -10,6 +10,7 @@ pub mod sandbox;
 use crate::admin::client::{AdminClient, AdminClientError};
 use crate::admin::protocol::{AdminRequest, AdminResponse, HealthReply};
 use crate::config::{Config, ValueSource};
+use creditbrain_actors::resilience::BreakerState;
 
 /// Exit codes, documented in RUNBOOK.md.
 pub mod exit {
@@ -154,6 +155,27 @@ fn print_health(reply: &HealthReply) {
             creditbrain_actors::store::format_timestamp(*at)
         ),
         None => println!("no probe has completed yet"),
+    }
+    println!("integrations:");
+    for breaker in &reply.breakers {
+        let state = match breaker.state {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "OPEN",
+            BreakerState::HalfOpen => "half-open",
+        };
+        let last_error = breaker
+            .last_error
+            .as_deref()
+            .map(|error| format!("  last error: {error}"))
+            .unwrap_or_default();
+        println!(
+            "  {:<11} {:<9} {} requests, {} failures, {} rejected{last_error}",
+            breaker.integration.as_str(),
+            state,
+            breaker.requests,
+            breaker.failures,
+            breaker.rejected
+        );
     }
     let restarts: Vec<String> = reply
         .restarts

@@ -7,7 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use creditbrain_actors::health::{HealthActor, HealthArgs, HealthMsg, HealthReport};
-use creditbrain_actors::openrouter::OpenRouterClient;
+use creditbrain_actors::openrouter::{
+    DEFAULT_MAX_CONCURRENCY, OpenRouterActor, OpenRouterArgs, OpenRouterClient, OpenRouterMsg,
+};
+use creditbrain_actors::resilience::{
+    Breaker, BreakerConfig, BreakerSnapshot, Integration, RetryPolicy,
+};
 use creditbrain_actors::store::{Store, StoreError};
 use creditbrain_actors::supervisor::{
     ActorSlot, ChildSpec, RestartCounts, RestartPolicy, SupervisedChild, Supervisor,
@@ -36,7 +41,11 @@ pub struct Handle {
     pub started_at: Instant,
     pub store: Store,
     pub health: ActorSlot<HealthMsg>,
+    pub openrouter: ActorSlot<OpenRouterMsg>,
     pub restart_counts: RestartCounts,
+    /// Every integration's breaker; shared with the actors that call through them, so their
+    /// state survives actor restarts and health reporting reads it without a message.
+    pub breakers: Breakers,
     health_reports: watch::Receiver<HealthReport>,
     /// Results older than this mean the HealthActor stopped probing.
     health_max_age: Duration,
@@ -49,7 +58,39 @@ impl Handle {
     }
 
     pub fn readiness(&self) -> Readiness {
-        Readiness::from_report(&self.health_report(), self.started_at, self.health_max_age)
+        Readiness::from_report(
+            &self.health_report(),
+            &self.breakers.snapshots(),
+            self.started_at,
+            self.health_max_age,
+        )
+    }
+}
+
+/// One circuit breaker per integration (DESIGN §6).
+#[derive(Clone, Debug)]
+pub struct Breakers {
+    pub bags: Breaker,
+    pub solana_rpc: Breaker,
+    pub helius_das: Breaker,
+    pub openrouter: Breaker,
+}
+
+impl Breakers {
+    pub fn new(config: &BreakerConfig) -> Self {
+        Self {
+            bags: Breaker::new(Integration::Bags, config.clone()),
+            solana_rpc: Breaker::new(Integration::SolanaRpc, config.clone()),
+            helius_das: Breaker::new(Integration::HeliusDas, config.clone()),
+            openrouter: Breaker::new(Integration::OpenRouter, config.clone()),
+        }
+    }
+
+    pub fn snapshots(&self) -> Vec<BreakerSnapshot> {
+        [&self.bags, &self.solana_rpc, &self.helius_das, &self.openrouter]
+            .into_iter()
+            .map(Breaker::snapshot)
+            .collect()
     }
 }
 
@@ -120,6 +161,7 @@ async fn start_after_socket(
     let health_publisher = Arc::new(health_publisher);
     let health_slot = ActorSlot::default();
     let restart_counts = RestartCounts::default();
+    let breakers = Breakers::new(&BreakerConfig::default());
     let openrouter = OpenRouterClient::new(
         config.openrouter_base_url.clone(),
         config.openrouter_management_key.clone(),
@@ -127,6 +169,7 @@ async fn start_after_socket(
     );
 
     let health_child = {
+        let openrouter = openrouter.clone();
         let (store, publisher, interval) = (
             store.clone(),
             health_publisher.clone(),
@@ -145,7 +188,20 @@ async fn start_after_socket(
             )
         })
     };
-    let children: Vec<Arc<dyn SupervisedChild>> = vec![Arc::new(health_child)];
+    let openrouter_slot = ActorSlot::default();
+    let openrouter_child = {
+        let args = OpenRouterArgs {
+            client: openrouter.clone(),
+            breaker: breakers.openrouter.clone(),
+            retry: RetryPolicy::default(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        };
+        ChildSpec::new("openrouter", openrouter_slot.clone(), move || {
+            (OpenRouterActor, args.clone())
+        })
+    };
+    let children: Vec<Arc<dyn SupervisedChild>> =
+        vec![Arc::new(health_child), Arc::new(openrouter_child)];
     let spawned = Actor::spawn(
         None,
         Supervisor,
@@ -169,7 +225,9 @@ async fn start_after_socket(
         started_at,
         store: store.clone(),
         health: health_slot,
+        openrouter: openrouter_slot,
         restart_counts,
+        breakers,
         health_reports,
         // Three missed rounds (at least 10 s) before readiness distrusts the last results.
         health_max_age: (config.health_probe_interval * 3).max(Duration::from_secs(10))

@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use std::collections::BTreeMap;
+
 use creditbrain_actors::health::HealthReport;
+use creditbrain_actors::resilience::{BreakerSnapshot, BreakerState};
 use creditbrain_actors::store::now_timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +22,11 @@ pub struct Readiness {
     pub uptime: u64,
     pub dependencies: Dependencies,
     pub response_time_ms: u64,
+    /// Each integration's circuit breaker (`closed`, `open`, `half_open`), keyed `bags`,
+    /// `solana-rpc`, `helius-das`, `openrouter`. Informational: readiness itself is the runbook's
+    /// database + OpenRouter check, so an open Bags breaker does not take the API out of a load
+    /// balancer.
+    pub integrations: BTreeMap<String, BreakerState>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +50,12 @@ impl Readiness {
 
     /// Builds the view from the HealthActor's last report. A report older than `max_age` (the actor
     /// stopped probing) counts as every dependency down: stale good news is not readiness.
-    pub fn from_report(report: &HealthReport, started: Instant, max_age: Duration) -> Self {
+    pub fn from_report(
+        report: &HealthReport,
+        breakers: &[BreakerSnapshot],
+        started: Instant,
+        max_age: Duration,
+    ) -> Self {
         let now = Utc::now();
         let ready = report.is_ready(now, max_age);
         let fresh = report.is_fresh(now, max_age);
@@ -55,6 +68,10 @@ impl Readiness {
                 database: fresh && report.database.ok,
             },
             response_time_ms: report.response_time_ms,
+            integrations: breakers
+                .iter()
+                .map(|breaker| (breaker.integration.as_str().to_string(), breaker.state))
+                .collect(),
         }
     }
 }

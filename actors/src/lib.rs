@@ -1,8 +1,10 @@
 //! `creditbrain-actors`: CreditBrain's runtime — domain types, the store, integration clients,
 //! actors and their supervision. It knows nothing of axum, clap or the admin socket.
 
+pub mod chain;
 pub mod health;
 pub mod openrouter;
+pub mod resilience;
 pub mod schedule;
 pub mod secret;
 pub mod store;

@@ -1,5 +1,11 @@
-//! OpenRouter: the management API client (and, in a later issue, the OpenRouterActor that owns it).
+//! OpenRouter: the management API client and the OpenRouterActor that owns it.
 
+pub mod actor;
 pub mod client;
 
-pub use client::{Credits, OpenRouterClient, OpenRouterError};
+pub use actor::{
+    DEFAULT_MAX_CONCURRENCY, OpenRouterActor, OpenRouterArgs, OpenRouterCallError, OpenRouterMsg,
+};
+pub use client::{
+    CreateKey, CreatedKey, Credits, Key, KeyUpdate, LimitReset, OpenRouterClient, OpenRouterError,
+};

@@ -47,6 +47,8 @@ pub struct HealthReply {
     pub report: HealthReport,
     /// Actor restarts since the daemon started, by role.
     pub restarts: std::collections::BTreeMap<String, u64>,
+    /// Each integration's breaker with request counts and the last error.
+    pub breakers: Vec<creditbrain_actors::resilience::BreakerSnapshot>,
 }
 
 impl AdminResponse {

@@ -167,6 +167,7 @@ fn health_reply(handle: &Handle) -> HealthReply {
             .into_iter()
             .map(|(role, count)| (role.to_string(), count))
             .collect(),
+        breakers: handle.breakers.snapshots(),
     }
 }
 

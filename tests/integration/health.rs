@@ -48,6 +48,7 @@ async fn ready_reports_every_dependency_up_in_the_runbook_shape() {
         keys(&body),
         [
             "dependencies",
+            "integrations",
             "responseTimeMs",
             "status",
             "timestamp",
@@ -55,6 +56,17 @@ async fn ready_reports_every_dependency_up_in_the_runbook_shape() {
         ]
     );
     assert_eq!(keys(&body["dependencies"]), ["database", "openrouter"]);
+    assert_eq!(
+        keys(&body["integrations"]),
+        ["bags", "helius-das", "openrouter", "solana-rpc"]
+    );
+    assert!(
+        body["integrations"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|state| state == "closed")
+    );
     assert_eq!(body["status"], "ok");
     assert_eq!(body["dependencies"]["database"], true);
     assert_eq!(body["dependencies"]["openrouter"], true);
@@ -126,5 +138,56 @@ async fn unknown_routes_answer_404_with_the_error_shape() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
     assert!(body["error"]["message"].as_str().unwrap().contains("/nope"));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_daemons_openrouter_actor_reaches_the_fake_and_its_breaker_shows_in_health() {
+    use creditbrain::admin::client::AdminClient;
+    use creditbrain::admin::protocol::{AdminRequest, AdminResponse};
+    use creditbrain_actors::openrouter::{CreateKey, actor as openrouter};
+    use creditbrain_actors::resilience::{BreakerState, Integration};
+
+    let daemon = TestDaemon::start().await;
+    wait_until_ready(&daemon).await;
+    let actor = daemon.daemon.handle.openrouter.get().expect("openrouter actor running");
+    let created = openrouter::create_key(
+        &actor,
+        CreateKey {
+            name: "creditbrain-health-test".into(),
+            limit_micro_usd: Some(12_340_000),
+            ..CreateKey::default()
+        },
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("create through the actor");
+    let stored = daemon.credits.fake.keys();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].hash, created.key.hash);
+    assert_eq!(stored[0].limit_micro_usd, Some(12_340_000));
+
+    // Failures through the actor open its breaker; readiness and the admin socket show it.
+    daemon.credits.set_mode(CreditsMode::Failing);
+    let error = openrouter::credits(&actor, Duration::from_secs(30)).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    let body = eventually(Duration::from_secs(10), || async {
+        let (_, body) = daemon.get_json("/health/ready").await;
+        (body["integrations"]["openrouter"] == "open").then_some(body)
+    })
+    .await;
+    assert_eq!(body["integrations"]["bags"], "closed");
+    let mut client = AdminClient::connect(&daemon.env.socket_path()).await.unwrap();
+    let AdminResponse::Health(reply) = client.request(&AdminRequest::Health).await.unwrap() else {
+        panic!("health reply expected");
+    };
+    let breaker = reply
+        .breakers
+        .iter()
+        .find(|breaker| breaker.integration == Integration::OpenRouter)
+        .unwrap();
+    assert_eq!(breaker.state, BreakerState::Open);
+    assert!(breaker.failures >= 3, "{breaker:?}");
+    assert!(breaker.last_error.as_deref().unwrap_or("").contains("500"), "{breaker:?}");
     daemon.stop().await;
 }

@@ -3,7 +3,9 @@
 
 mod admin_socket;
 mod binary;
+mod chain_clients;
 mod health;
+mod openrouter_actor;
 mod sandbox_bags;
 mod sandbox_cli;
 mod sandbox_openrouter;

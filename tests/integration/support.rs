@@ -3,85 +3,65 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::http::StatusCode;
 use creditbrain::config::Config;
 use creditbrain::daemon::RunningDaemon;
-use serde_json::json;
+use creditbrain::sandbox::faults::{ErrorStyle, Fault, FaultMode, FaultRule, Faults};
+use creditbrain::sandbox::openrouter::OpenRouterFake;
+use creditbrain::sandbox::serve_on_loopback;
 use solana_sdk::signature::Keypair;
 
 pub const MANAGEMENT_KEY: &str = "sk-or-v1-test-management-key-0123456789";
 pub const API_TOKEN: &str = "test-api-token-abcdefghijklmnop";
 
-/// How the `/credits` stand-in answers.
+/// How the OpenRouter fake answers (through the sandbox's fault layer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum CreditsMode {
-    Up = 0,
+    Up,
     /// 500 with OpenRouter's error body.
-    Failing = 1,
+    Failing,
     /// Never answers (longer than the 3 s probe timeout).
-    Hanging = 2,
+    Hanging,
 }
 
-/// A loopback server answering `GET /credits` as OpenRouter documents it (bearer management key,
-/// `{"data":{"total_credits","total_usage"}}`). The full OpenRouter fake comes with the sandbox.
+/// The sandbox's OpenRouter fake on loopback, with its fault layer: what the daemon's health
+/// probe and OpenRouterActor talk to in these tests.
 pub struct CreditsServer {
     pub base_url: String,
-    mode: Arc<AtomicU8>,
+    pub fake: OpenRouterFake,
+    pub faults: Faults,
+    _task: tokio::task::JoinHandle<()>,
 }
 
 impl CreditsServer {
     pub async fn start() -> Self {
-        let mode = Arc::new(AtomicU8::new(CreditsMode::Up as u8));
-        let state = mode.clone();
-        let app = Router::new().route(
-            "/api/v1/credits",
-            get(move |headers: HeaderMap| {
-                let mode = state.load(Ordering::SeqCst);
-                async move { credits(mode, headers).await }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let fake = OpenRouterFake::new(MANAGEMENT_KEY.to_string(), 150_250_000);
+        let faults = Faults::new();
+        let router = faults.wrap("openrouter", ErrorStyle::OpenRouter, fake.router());
+        let (address, task) = serve_on_loopback(router).await.unwrap();
         Self {
             base_url: format!("http://{address}/api/v1"),
-            mode,
+            fake,
+            faults,
+            _task: task,
         }
     }
 
     pub fn set_mode(&self, mode: CreditsMode) {
-        self.mode.store(mode as u8, Ordering::SeqCst);
-    }
-}
-
-async fn credits(mode: u8, headers: HeaderMap) -> Response {
-    let authorized = headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        == Some(&format!("Bearer {MANAGEMENT_KEY}"));
-    if !authorized {
-        let body = json!({"error": {"code": 401, "message": "No auth credentials found"}});
-        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    }
-    match mode {
-        0 => axum::Json(json!({"data": {"total_credits": 150.25, "total_usage": 20.5}}))
-            .into_response(),
-        1 => {
-            let body = json!({"error": {"code": 500, "message": "Internal Server Error"}});
-            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
-        }
-        _ => {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
+        self.faults.clear(Some("openrouter"));
+        let fault = match mode {
+            CreditsMode::Up => return,
+            CreditsMode::Failing => Fault::ServerError { status: 500 },
+            CreditsMode::Hanging => Fault::Hang,
+        };
+        self.faults.add_rule(FaultRule {
+            fake: "openrouter".into(),
+            route: None,
+            latency: None,
+            mode: Some(FaultMode::Always { fault }),
+        });
     }
 }
 
