@@ -6,12 +6,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use creditbrain_actors::chain::actor::{
+    BAGS_CLAIM_PROGRAMS, ChainActor, ChainArgs, ChainBreakers, ChainMsg, USDC_MINT_DEVNET,
+    USDC_MINT_MAINNET,
+};
+use creditbrain_actors::chain::bags::BagsClient;
+use creditbrain_actors::chain::helius::HeliusClient;
+use creditbrain_actors::chain::protocol::SubmitOptions;
+use creditbrain_actors::chain::rpc::SolanaRpc;
 use creditbrain_actors::health::{HealthActor, HealthArgs, HealthMsg, HealthReport};
 use creditbrain_actors::openrouter::{
     DEFAULT_MAX_CONCURRENCY, OpenRouterActor, OpenRouterArgs, OpenRouterClient, OpenRouterMsg,
 };
 use creditbrain_actors::resilience::{
-    Breaker, BreakerConfig, BreakerSnapshot, Integration, RetryPolicy,
+    Breaker, BreakerConfig, BreakerSnapshot, Integration, RateLimiter, RetryPolicy, SlidingBudget,
 };
 use creditbrain_actors::store::{Store, StoreError};
 use creditbrain_actors::supervisor::{
@@ -23,7 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::server::{AdminSocket, AdminSocketError};
-use crate::config::Config;
+use crate::config::{Config, SolanaNetwork};
 use crate::readiness::Readiness;
 
 /// The runbook's per-probe timeout.
@@ -31,6 +39,19 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The OpenRouter client's own limit per request; probes are cut shorter by `PROBE_TIMEOUT`.
 const OPENROUTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Timeout of one Bags, Solana RPC or Helius request.
+const CHAIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bags' documented budget: 1,000 requests per sliding hour, shared by all of a user's keys.
+const BAGS_REQUESTS_PER_HOUR: u32 = 1_000;
+
+/// Helius DAS requests per second: the free plan's limit, safe on every plan.
+const HELIUS_DAS_REQUESTS_PER_SECOND: u32 = 2;
+
+/// The most a Bags-built transaction's priority fee may cost (0.01 SOL): Bags embeds its own
+/// compute budget; a higher one means something is off.
+const MAX_PRIORITY_FEE_LAMPORTS: u64 = 10_000_000;
 
 /// How long shutdown waits for in-flight HTTP requests.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +63,7 @@ pub struct Handle {
     pub store: Store,
     pub health: ActorSlot<HealthMsg>,
     pub openrouter: ActorSlot<OpenRouterMsg>,
+    pub chain: ActorSlot<ChainMsg>,
     pub restart_counts: RestartCounts,
     /// Every integration's breaker; shared with the actors that call through them, so their
     /// state survives actor restarts and health reporting reads it without a message.
@@ -87,10 +109,15 @@ impl Breakers {
     }
 
     pub fn snapshots(&self) -> Vec<BreakerSnapshot> {
-        [&self.bags, &self.solana_rpc, &self.helius_das, &self.openrouter]
-            .into_iter()
-            .map(Breaker::snapshot)
-            .collect()
+        [
+            &self.bags,
+            &self.solana_rpc,
+            &self.helius_das,
+            &self.openrouter,
+        ]
+        .into_iter()
+        .map(Breaker::snapshot)
+        .collect()
     }
 }
 
@@ -200,8 +227,50 @@ async fn start_after_socket(
             (OpenRouterActor, args.clone())
         })
     };
-    let children: Vec<Arc<dyn SupervisedChild>> =
-        vec![Arc::new(health_child), Arc::new(openrouter_child)];
+    let chain_slot = ActorSlot::default();
+    let chain_child = {
+        let signer = config
+            .signer
+            .keypair()
+            .map_err(|error| DaemonError::Actors(format!("loading the signer: {error}")))?;
+        let args = ChainArgs {
+            bags: BagsClient::new(
+                config.bags_api_base_url.clone(),
+                config.bags_api_key.clone(),
+                CHAIN_REQUEST_TIMEOUT,
+                SlidingBudget::new(BAGS_REQUESTS_PER_HOUR, Duration::from_secs(3600)),
+            ),
+            helius: HeliusClient::new(
+                config.helius_rpc_url.clone(),
+                CHAIN_REQUEST_TIMEOUT,
+                RateLimiter::per_second(HELIUS_DAS_REQUESTS_PER_SECOND),
+            ),
+            rpc: SolanaRpc::new(&config.solana_rpc_url, CHAIN_REQUEST_TIMEOUT),
+            signer: Arc::new(signer),
+            store: store.clone(),
+            breakers: ChainBreakers {
+                bags: breakers.bags.clone(),
+                solana_rpc: breakers.solana_rpc.clone(),
+                helius_das: breakers.helius_das.clone(),
+            },
+            retry: RetryPolicy::default(),
+            usdc_mint: match config.solana_network {
+                SolanaNetwork::MainnetBeta => USDC_MINT_MAINNET,
+                SolanaNetwork::Devnet => USDC_MINT_DEVNET,
+            },
+            submit: SubmitOptions::default(),
+            max_priority_fee_lamports: MAX_PRIORITY_FEE_LAMPORTS,
+            allowed_programs: BAGS_CLAIM_PROGRAMS.into_iter().collect(),
+        };
+        ChildSpec::new("chain", chain_slot.clone(), move || {
+            (ChainActor, args.clone())
+        })
+    };
+    let children: Vec<Arc<dyn SupervisedChild>> = vec![
+        Arc::new(health_child),
+        Arc::new(openrouter_child),
+        Arc::new(chain_child),
+    ];
     let spawned = Actor::spawn(
         None,
         Supervisor,
@@ -226,6 +295,7 @@ async fn start_after_socket(
         store: store.clone(),
         health: health_slot,
         openrouter: openrouter_slot,
+        chain: chain_slot,
         restart_counts,
         breakers,
         health_reports,

@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 mod tests;
 
 pub mod strategies;
+pub mod transactions;
 
 /// The migrations compiled into the binary: `(version, description, sql)`, in version order.
 ///

@@ -150,7 +150,12 @@ async fn the_daemons_openrouter_actor_reaches_the_fake_and_its_breaker_shows_in_
 
     let daemon = TestDaemon::start().await;
     wait_until_ready(&daemon).await;
-    let actor = daemon.daemon.handle.openrouter.get().expect("openrouter actor running");
+    let actor = daemon
+        .daemon
+        .handle
+        .openrouter
+        .get()
+        .expect("openrouter actor running");
     let created = openrouter::create_key(
         &actor,
         CreateKey {
@@ -169,7 +174,9 @@ async fn the_daemons_openrouter_actor_reaches_the_fake_and_its_breaker_shows_in_
 
     // Failures through the actor open its breaker; readiness and the admin socket show it.
     daemon.credits.set_mode(CreditsMode::Failing);
-    let error = openrouter::credits(&actor, Duration::from_secs(30)).await.unwrap_err();
+    let error = openrouter::credits(&actor, Duration::from_secs(30))
+        .await
+        .unwrap_err();
     assert!(error.is_transient(), "{error}");
     let body = eventually(Duration::from_secs(10), || async {
         let (_, body) = daemon.get_json("/health/ready").await;
@@ -177,7 +184,9 @@ async fn the_daemons_openrouter_actor_reaches_the_fake_and_its_breaker_shows_in_
     })
     .await;
     assert_eq!(body["integrations"]["bags"], "closed");
-    let mut client = AdminClient::connect(&daemon.env.socket_path()).await.unwrap();
+    let mut client = AdminClient::connect(&daemon.env.socket_path())
+        .await
+        .unwrap();
     let AdminResponse::Health(reply) = client.request(&AdminRequest::Health).await.unwrap() else {
         panic!("health reply expected");
     };
@@ -188,6 +197,9 @@ async fn the_daemons_openrouter_actor_reaches_the_fake_and_its_breaker_shows_in_
         .unwrap();
     assert_eq!(breaker.state, BreakerState::Open);
     assert!(breaker.failures >= 3, "{breaker:?}");
-    assert!(breaker.last_error.as_deref().unwrap_or("").contains("500"), "{breaker:?}");
+    assert!(
+        breaker.last_error.as_deref().unwrap_or("").contains("500"),
+        "{breaker:?}"
+    );
     daemon.stop().await;
 }

@@ -3,6 +3,7 @@
 
 mod admin_socket;
 mod binary;
+mod chain_actor;
 mod chain_clients;
 mod health;
 mod openrouter_actor;
@@ -13,3 +14,4 @@ mod sandbox_rpc;
 mod sandbox_world;
 mod supervision;
 mod support;
+mod tx_protocol;

@@ -66,3 +66,35 @@ async fn past_the_restart_budget_the_daemon_stops_with_an_error() {
     );
     assert!(!socket.exists(), "socket removed even on a failure exit");
 }
+
+#[tokio::test]
+async fn every_integration_actor_is_restarted_after_it_dies() {
+    let daemon = TestDaemon::start().await;
+    let handle = &daemon.daemon.handle;
+    let openrouter = handle.openrouter.get().expect("openrouter actor running");
+    openrouter.get_cell().kill();
+    let chain = handle.chain.get().expect("chain actor running");
+    chain.get_cell().kill();
+    eventually(Duration::from_secs(5), || async {
+        let restarted = handle
+            .openrouter
+            .get()
+            .is_some_and(|current| current.get_id() != openrouter.get_id())
+            && handle
+                .chain
+                .get()
+                .is_some_and(|current| current.get_id() != chain.get_id());
+        restarted.then_some(())
+    })
+    .await;
+    let counts = handle.restart_counts.snapshot();
+    assert_eq!(counts.get("openrouter"), Some(&1));
+    assert_eq!(counts.get("chain"), Some(&1));
+    // The replacements answer: a credits call through the new OpenRouterActor reaches the fake.
+    let actor = handle.openrouter.get().unwrap();
+    let credits = creditbrain_actors::openrouter::actor::credits(&actor, Duration::from_secs(10))
+        .await
+        .expect("the restarted actor answers");
+    assert_eq!(credits.total_credits_micro_usd, 150_250_000);
+    daemon.stop().await;
+}

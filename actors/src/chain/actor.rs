@@ -1,0 +1,539 @@
+//! ChainActor: everything the pipeline does on Bags, Solana and Helius — fee positions, claims and
+//! swaps sent exactly once through the transaction protocol, and holder snapshots — behind one
+//! mailbox that never waits on the network (each request runs in a task and replies from it).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use solana_sdk::pubkey::Pubkey;
+use solana_sdk::signature::{Keypair, Signer};
+use tokio::task::JoinSet;
+
+use super::bags::{BagsClient, BagsError, ClaimablePosition};
+use super::helius::{HeliusClient, HeliusError, HolderFilters, HolderSnapshot};
+use super::protocol::{BuiltTx, LandedTx, SubmitOptions, TxError, TxPurpose, submit_once};
+use super::rpc::{RpcError, SolanaRpc};
+use super::signer::{ClaimExpectation, Expectation, SwapExpectation, inspect_and_sign};
+use crate::resilience::{self, Breaker, BreakerState, Classify, ResilienceError, RetryPolicy};
+use crate::store::Store;
+use crate::store::transactions::TxPhase;
+
+/// Wrapped SOL, the input mint of a SOL → USDC quote.
+pub const WRAPPED_SOL_MINT: Pubkey =
+    Pubkey::from_str_const("So11111111111111111111111111111111111111112");
+/// USDC on mainnet-beta and on devnet (Circle's devnet mint differs).
+pub const USDC_MINT_MAINNET: Pubkey =
+    Pubkey::from_str_const("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v");
+pub const USDC_MINT_DEVNET: Pubkey =
+    Pubkey::from_str_const("4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU");
+
+/// Programs a Bags claim may hand our key to (bags-sdk IDs): fee-share v1 and v2, Meteora's
+/// dynamic bonding curve and DAMM v2. A claim that invokes anything else with our signature is
+/// refused before signing.
+pub const BAGS_CLAIM_PROGRAMS: [Pubkey; 4] = [
+    Pubkey::from_str_const("FEEhPbKVKnco9EXnaY3i4R5rQVUx91wgVfu8qokixywi"),
+    Pubkey::from_str_const("FEE2tBhCKAt7shrod19QttSVREUYPiyMzoku1mL1gqVK"),
+    Pubkey::from_str_const("dbcij3LWUppWqq96dh6gJWwBifmcGfLSB5D4DuSMaqN"),
+    Pubkey::from_str_const("cpamdpZCGKUy5JxQXB4dcpGPiikHawvSWAd6mEn1sGG"),
+];
+
+/// At most this many claim transactions per position and run: Bags normally builds one to three;
+/// more means it keeps offering the same fees, and looping would only burn fees.
+const MAX_CLAIM_TRANSACTIONS_PER_POSITION: u32 = 8;
+
+pub struct ChainActor;
+
+/// The breakers of the chain integrations, created by the daemon and shared with health
+/// reporting so their state survives actor restarts.
+#[derive(Clone, Debug)]
+pub struct ChainBreakers {
+    pub bags: Breaker,
+    pub solana_rpc: Breaker,
+    pub helius_das: Breaker,
+}
+
+#[derive(Clone)]
+pub struct ChainArgs {
+    pub bags: BagsClient,
+    pub helius: HeliusClient,
+    pub rpc: SolanaRpc,
+    /// The daemon's signer: the fee owner and fee payer of every transaction.
+    pub signer: Arc<Keypair>,
+    pub store: Store,
+    pub breakers: ChainBreakers,
+    pub retry: RetryPolicy,
+    pub usdc_mint: Pubkey,
+    pub submit: SubmitOptions,
+    /// The most a Bags-built transaction's priority fee may cost us.
+    pub max_priority_fee_lamports: u64,
+    /// Programs a claim or swap may hand our key to (see [`BAGS_CLAIM_PROGRAMS`]).
+    pub allowed_programs: BTreeSet<Pubkey>,
+}
+
+pub struct ChainState {
+    context: Arc<ChainArgs>,
+    /// Request tasks; dropping the state (actor killed) aborts them. Persisted transactions stay
+    /// in the store and are settled by the next call for their purpose.
+    in_flight: JoinSet<()>,
+}
+
+type Reply<T> = RpcReplyPort<Result<T, ChainError>>;
+
+pub enum ChainMsg {
+    /// The signer's fee positions on Bags.
+    ClaimablePositions(Reply<Vec<ClaimablePosition>>),
+    /// Claims one position's fees (every claim transaction Bags builds for `base_mint`), each
+    /// transaction exactly once for the run.
+    ClaimPosition {
+        run_id: String,
+        base_mint: Pubkey,
+        reply: Reply<ClaimOutcome>,
+    },
+    /// Swaps `lamports` of SOL to USDC, exactly once for the run.
+    Swap {
+        run_id: String,
+        lamports: u64,
+        slippage_bps: u16,
+        reply: Reply<SwapOutcome>,
+    },
+    /// Every qualifying holder of `mint`, aggregated per owner.
+    HolderSnapshot {
+        mint: Pubkey,
+        filters: HolderFilters,
+        reply: Reply<HolderSnapshot>,
+    },
+    /// The signer's SOL balance, in lamports.
+    SignerBalance(Reply<u64>),
+}
+
+/// What a claim measurably did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimOutcome {
+    /// The claim transactions that landed, in order.
+    pub transactions: Vec<LandedTx>,
+    /// The signer's net lamport change over those transactions (claimed minus fees); 0 when
+    /// there was nothing to claim.
+    pub claimed_lamports: i64,
+    pub fees_lamports: u64,
+}
+
+/// What a swap measurably did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwapOutcome {
+    pub transaction: LandedTx,
+    /// SOL that left the signer, fees and account rent included (−lamport delta).
+    pub lamports_spent: u64,
+    /// USDC (base units) that arrived in the signer's token accounts.
+    pub usdc_received: u64,
+}
+
+/// Why a chain call failed; [`ChainError::code`] is the run's `error_code`.
+#[derive(thiserror::Error, Debug)]
+pub enum ChainError {
+    #[error("bags: {0}")]
+    Bags(ResilienceError<BagsError>),
+    #[error("helius: {0}")]
+    Helius(ResilienceError<HeliusError>),
+    #[error("solana rpc: {0}")]
+    Rpc(ResilienceError<RpcError>),
+    #[error(transparent)]
+    Transaction(TxError),
+    /// The swap landed but delivered no USDC, or Bags would not quote it.
+    #[error("swap failed: {0}")]
+    Swap(String),
+    #[error("chain actor is not running")]
+    ActorDown,
+    #[error("chain actor did not answer within {} s", .0.as_secs())]
+    ActorTimeout(Duration),
+}
+
+impl ChainError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChainError::Bags(ResilienceError::Unavailable { .. }) => "BAGS_UNAVAILABLE",
+            ChainError::Bags(ResilienceError::Failed(error)) => match error.transience() {
+                resilience::Transience::Transient { .. } => "BAGS_UNAVAILABLE",
+                resilience::Transience::Permanent => "BAGS_REJECTED",
+            },
+            ChainError::Helius(_) => "HOLDERS_UNAVAILABLE",
+            ChainError::Rpc(_) => "RPC_UNAVAILABLE",
+            ChainError::Transaction(error) => error.code(),
+            ChainError::Swap(_) => "SWAP_FAILED",
+            ChainError::ActorDown | ChainError::ActorTimeout(_) => "CHAIN_ACTOR_DOWN",
+        }
+    }
+}
+
+impl Actor for ChainActor {
+    type Msg = ChainMsg;
+    type State = ChainState;
+    type Arguments = ChainArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ChainArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(ChainState {
+            context: Arc::new(args),
+            in_flight: JoinSet::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Reap finished tasks so the set does not grow.
+        while state.in_flight.try_join_next().is_some() {}
+        let context = state.context.clone();
+        match message {
+            ChainMsg::ClaimablePositions(reply) => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(context.claimable_positions().await);
+                });
+            }
+            ChainMsg::ClaimPosition {
+                run_id,
+                base_mint,
+                reply,
+            } => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(context.claim_position(&run_id, &base_mint).await);
+                });
+            }
+            ChainMsg::Swap {
+                run_id,
+                lamports,
+                slippage_bps,
+                reply,
+            } => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(context.swap(&run_id, lamports, slippage_bps).await);
+                });
+            }
+            ChainMsg::HolderSnapshot {
+                mint,
+                filters,
+                reply,
+            } => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(context.holder_snapshot(&mint, &filters).await);
+                });
+            }
+            ChainMsg::SignerBalance(reply) => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(context.signer_balance().await);
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ChainArgs {
+    fn signer_pubkey(&self) -> Pubkey {
+        self.signer.pubkey()
+    }
+
+    async fn claimable_positions(&self) -> Result<Vec<ClaimablePosition>, ChainError> {
+        let owner = self.signer_pubkey();
+        resilience::call(&self.retry, &self.breakers.bags, || {
+            self.bags.claimable_positions(&owner)
+        })
+        .await
+        .map_err(ChainError::Bags)
+    }
+
+    async fn signer_balance(&self) -> Result<u64, ChainError> {
+        let owner = self.signer_pubkey();
+        resilience::call(&self.retry, &self.breakers.solana_rpc, || {
+            self.rpc.balance(&owner)
+        })
+        .await
+        .map_err(ChainError::Rpc)
+    }
+
+    async fn holder_snapshot(
+        &self,
+        mint: &Pubkey,
+        filters: &HolderFilters,
+    ) -> Result<HolderSnapshot, ChainError> {
+        resilience::call(&self.retry, &self.breakers.helius_das, || {
+            self.helius.holder_snapshot(mint, filters)
+        })
+        .await
+        .map_err(ChainError::Helius)
+    }
+
+    /// Fails fast when the RPC breaker is open, so a dead RPC does not hold a run for minutes.
+    fn check_rpc_available(&self) -> Result<(), ChainError> {
+        if self.breakers.solana_rpc.state() == BreakerState::Open {
+            let last_error = self.breakers.solana_rpc.snapshot().last_error;
+            return Err(ChainError::Rpc(ResilienceError::Unavailable {
+                integration: self.breakers.solana_rpc.integration(),
+                last_error,
+            }));
+        }
+        Ok(())
+    }
+
+    fn claim_expectation(&self) -> Expectation {
+        Expectation::Claim(ClaimExpectation {
+            allowed_programs: self.allowed_programs.clone(),
+            max_priority_fee_lamports: self.max_priority_fee_lamports,
+        })
+    }
+
+    /// Claims a position: Bags' claim list is fetched afresh before each transaction and its first
+    /// transaction sent, until the list is empty. Each send has its own purpose
+    /// (`claim:<mint>:<n>`), so a resumed run re-settles what it sent and never sends twice.
+    async fn claim_position(
+        &self,
+        run_id: &str,
+        base_mint: &Pubkey,
+    ) -> Result<ClaimOutcome, ChainError> {
+        self.check_rpc_available()?;
+        let owner = self.signer_pubkey();
+        let mut transactions = Vec::new();
+        for n in 0..MAX_CLAIM_TRANSACTIONS_PER_POSITION {
+            let purpose = TxPurpose {
+                run_id: run_id.to_string(),
+                phase: TxPhase::Claiming,
+                purpose: format!("claim:{base_mint}:{n}"),
+            };
+            let already_sent = !self
+                .store
+                .txs_for_purpose(run_id, TxPhase::Claiming, &purpose.purpose)
+                .await
+                .map_err(|error| ChainError::Transaction(TxError::Store(error)))?
+                .is_empty();
+            // A new purpose starts from Bags' current list (empty: the position is claimed out);
+            // that first fetch is also the first transaction, so it is not fetched twice.
+            let mut prefetched = None;
+            if !already_sent {
+                match self.next_claim(&owner, base_mint).await? {
+                    Some(built) => prefetched = Some(built),
+                    None => break,
+                }
+            }
+            let expectation = &self.claim_expectation();
+            let build = || {
+                let first = prefetched.take();
+                async move {
+                    let built = match first {
+                        Some(built) => Some(built),
+                        None => self.next_claim(&owner, base_mint).await.map_err(|error| {
+                            TxError::Build {
+                                code: error.code(),
+                                message: error.to_string(),
+                            }
+                        })?,
+                    };
+                    let Some(mut built) = built else {
+                        return Err(TxError::Build {
+                            code: "NOTHING_TO_CLAIM",
+                            message: format!("bags has nothing left to claim for {base_mint}"),
+                        });
+                    };
+                    inspect_and_sign(&mut built.transaction, &self.signer, expectation)?;
+                    Ok(built)
+                }
+            };
+            match submit_once(&self.store, &self.rpc, &purpose, &self.submit, build).await {
+                Ok(landed) => transactions.push(landed),
+                // The fees were claimed by an earlier attempt whose record expired: done.
+                Err(TxError::Build {
+                    code: "NOTHING_TO_CLAIM",
+                    ..
+                }) => break,
+                Err(error) => return Err(ChainError::Transaction(error)),
+            }
+        }
+        let claimed_lamports = transactions
+            .iter()
+            .map(|landed| landed.effects.lamport_delta)
+            .sum();
+        let fees_lamports = transactions.iter().map(|landed| landed.effects.fee).sum();
+        Ok(ClaimOutcome {
+            transactions,
+            claimed_lamports,
+            fees_lamports,
+        })
+    }
+
+    /// Bags' first claim transaction for the position now, if any.
+    async fn next_claim(
+        &self,
+        owner: &Pubkey,
+        base_mint: &Pubkey,
+    ) -> Result<Option<BuiltTx>, ChainError> {
+        let transactions = resilience::call(&self.retry, &self.breakers.bags, || {
+            self.bags.claim_transactions(owner, base_mint)
+        })
+        .await
+        .map_err(ChainError::Bags)?;
+        Ok(transactions.into_iter().next().map(|unsigned| BuiltTx {
+            transaction: unsigned.transaction,
+            last_valid_block_height: unsigned.last_valid_block_height,
+        }))
+    }
+
+    /// Swaps SOL to USDC: quote, Bags-built transaction, guard, sign, send exactly once.
+    async fn swap(
+        &self,
+        run_id: &str,
+        lamports: u64,
+        slippage_bps: u16,
+    ) -> Result<SwapOutcome, ChainError> {
+        self.check_rpc_available()?;
+        let owner = self.signer_pubkey();
+        let purpose = TxPurpose {
+            run_id: run_id.to_string(),
+            phase: TxPhase::Swapping,
+            purpose: "swap".to_string(),
+        };
+        let build = || async {
+            let as_build_error = |error: ChainError| TxError::Build {
+                code: error.code(),
+                message: error.to_string(),
+            };
+            let quote = resilience::call(&self.retry, &self.breakers.bags, || {
+                self.bags
+                    .quote(&WRAPPED_SOL_MINT, &self.usdc_mint, lamports, slippage_bps)
+            })
+            .await
+            .map_err(|error| as_build_error(ChainError::Bags(error)))?;
+            if quote.in_amount != lamports || quote.output_mint != self.usdc_mint {
+                return Err(TxError::Build {
+                    code: "SWAP_FAILED",
+                    message: format!(
+                        "bags quoted {} lamports into {} for a {lamports} lamport swap to {}",
+                        quote.in_amount, quote.output_mint, self.usdc_mint
+                    ),
+                });
+            }
+            let swap = resilience::call(&self.retry, &self.breakers.bags, || {
+                self.bags.swap_transaction(&quote, &owner)
+            })
+            .await
+            .map_err(|error| as_build_error(ChainError::Bags(error)))?;
+            let mut transaction = swap.transaction;
+            let expectation = Expectation::Swap(SwapExpectation {
+                max_lamports_in: lamports,
+                usdc_mint: self.usdc_mint,
+                allowed_programs: self.allowed_programs.clone(),
+                max_priority_fee_lamports: self.max_priority_fee_lamports,
+            });
+            inspect_and_sign(&mut transaction, &self.signer, &expectation)?;
+            Ok(BuiltTx {
+                transaction,
+                last_valid_block_height: swap.last_valid_block_height,
+            })
+        };
+        let landed = submit_once(&self.store, &self.rpc, &purpose, &self.submit, build)
+            .await
+            .map_err(ChainError::Transaction)?;
+        let usdc_received = landed.effects.token_delta(&self.usdc_mint);
+        let usdc_received = u64::try_from(usdc_received)
+            .ok()
+            .filter(|received| *received > 0);
+        let Some(usdc_received) = usdc_received else {
+            return Err(ChainError::Swap(format!(
+                "swap {} landed but the signer's USDC changed by {}",
+                landed.signature,
+                landed.effects.token_delta(&self.usdc_mint)
+            )));
+        };
+        let lamports_spent = u64::try_from(-landed.effects.lamport_delta).unwrap_or(0);
+        Ok(SwapOutcome {
+            transaction: landed,
+            lamports_spent,
+            usdc_received,
+        })
+    }
+}
+
+async fn ask<T>(
+    actor: &ActorRef<ChainMsg>,
+    timeout: Duration,
+    message: impl FnOnce(Reply<T>) -> ChainMsg,
+) -> Result<T, ChainError>
+where
+    T: Send + 'static,
+{
+    match actor.call(message, Some(timeout)).await {
+        Ok(ractor::rpc::CallResult::Success(result)) => result,
+        Ok(ractor::rpc::CallResult::Timeout) => Err(ChainError::ActorTimeout(timeout)),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(ChainError::ActorDown),
+    }
+}
+
+/// The signer's fee positions.
+pub async fn claimable_positions(
+    actor: &ActorRef<ChainMsg>,
+    timeout: Duration,
+) -> Result<Vec<ClaimablePosition>, ChainError> {
+    ask(actor, timeout, ChainMsg::ClaimablePositions).await
+}
+
+/// Claims one position for a run (exactly once per transaction).
+pub async fn claim_position(
+    actor: &ActorRef<ChainMsg>,
+    run_id: &str,
+    base_mint: Pubkey,
+    timeout: Duration,
+) -> Result<ClaimOutcome, ChainError> {
+    let run_id = run_id.to_string();
+    ask(actor, timeout, |reply| ChainMsg::ClaimPosition {
+        run_id,
+        base_mint,
+        reply,
+    })
+    .await
+}
+
+/// Swaps SOL to USDC for a run (exactly once).
+pub async fn swap(
+    actor: &ActorRef<ChainMsg>,
+    run_id: &str,
+    lamports: u64,
+    slippage_bps: u16,
+    timeout: Duration,
+) -> Result<SwapOutcome, ChainError> {
+    let run_id = run_id.to_string();
+    ask(actor, timeout, |reply| ChainMsg::Swap {
+        run_id,
+        lamports,
+        slippage_bps,
+        reply,
+    })
+    .await
+}
+
+/// The qualifying holders of `mint`.
+pub async fn holder_snapshot(
+    actor: &ActorRef<ChainMsg>,
+    mint: Pubkey,
+    filters: HolderFilters,
+    timeout: Duration,
+) -> Result<HolderSnapshot, ChainError> {
+    ask(actor, timeout, |reply| ChainMsg::HolderSnapshot {
+        mint,
+        filters,
+        reply,
+    })
+    .await
+}
+
+/// The signer's SOL balance.
+pub async fn signer_balance(
+    actor: &ActorRef<ChainMsg>,
+    timeout: Duration,
+) -> Result<u64, ChainError> {
+    ask(actor, timeout, ChainMsg::SignerBalance).await
+}
