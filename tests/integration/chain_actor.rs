@@ -142,13 +142,14 @@ impl Harness {
             .map_or(0, |account| account.amount)
     }
 
-    /// Transactions the ledger executed (landed), ignoring dropped and rejected ones.
+    /// Distinct transactions the ledger executed (landed), ignoring dropped and rejected ones and
+    /// re-sends of a signature that had already landed.
     fn landed_count(&self) -> usize {
         self.sandbox
             .ledger
             .received()
             .iter()
-            .filter(|received| received.landed_slot.is_some())
+            .filter(|received| received.landed_slot.is_some() && !received.duplicate)
             .count()
     }
 }
@@ -336,8 +337,16 @@ async fn a_restart_between_send_and_confirm_neither_loses_nor_duplicates() {
     let store = Store::open(&harness.dir.path().join("chain.db"))
         .await
         .unwrap();
-    let actor = harness.spawn(store.clone()).await;
     let before = harness.signer_lamports();
+    let actor = harness.spawn(store.clone()).await;
+    // On start, the actor settles what the dead one left pending, before anyone asks.
+    eventually(Duration::from_secs(10), || async {
+        let rows = store.txs_for_run(&harness.run_id).await.unwrap();
+        rows.iter()
+            .all(|row| row.status != TxStatus::Pending)
+            .then_some(())
+    })
+    .await;
     let claim = chain::claim_position(&actor, &harness.run_id, mint, CALL_TIMEOUT)
         .await
         .unwrap();

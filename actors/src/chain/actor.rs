@@ -13,7 +13,9 @@ use tokio::task::JoinSet;
 
 use super::bags::{BagsClient, BagsError, ClaimablePosition};
 use super::helius::{HeliusClient, HeliusError, HolderFilters, HolderSnapshot};
-use super::protocol::{BuiltTx, LandedTx, SubmitOptions, TxError, TxPurpose, submit_once};
+use super::protocol::{
+    BuiltTx, LandedTx, SubmitOptions, TxError, TxPurpose, settle_pending, submit_once,
+};
 use super::rpc::{RpcError, SolanaRpc};
 use super::signer::{ClaimExpectation, Expectation, SwapExpectation, inspect_and_sign};
 use crate::resilience::{self, Breaker, BreakerState, Classify, ResilienceError, RetryPolicy};
@@ -180,6 +182,52 @@ impl Actor for ChainActor {
             context: Arc::new(args),
             in_flight: JoinSet::new(),
         })
+    }
+
+    /// Settles every transaction a previous process (or actor instance) persisted but did not see
+    /// land: each is looked up, re-sent while its blockhash is valid, recorded as landed or
+    /// expired. The run that owns it picks up the outcome when it resumes.
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let context = state.context.clone();
+        state.in_flight.spawn(async move {
+            let pending = match context.store.pending_txs().await {
+                Ok(pending) => pending,
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot list pending transactions");
+                    return;
+                }
+            };
+            for row in pending {
+                let outcome =
+                    settle_pending(&context.store, &context.rpc, &row, &context.submit).await;
+                match outcome {
+                    Ok(Some(landed)) => tracing::info!(
+                        runId = %row.run_id,
+                        txSig = %landed.signature,
+                        purpose = %row.purpose,
+                        "pending transaction landed"
+                    ),
+                    Ok(None) => tracing::info!(
+                        runId = %row.run_id,
+                        txSig = %row.signature,
+                        purpose = %row.purpose,
+                        "pending transaction expired; its run rebuilds it on resume"
+                    ),
+                    Err(error) => tracing::warn!(
+                        runId = %row.run_id,
+                        txSig = %row.signature,
+                        code = error.code(),
+                        error = %error,
+                        "pending transaction not settled"
+                    ),
+                }
+            }
+        });
+        Ok(())
     }
 
     async fn handle(
