@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod health;
+pub mod http;
 pub mod openrouter;
 pub mod resilience;
 pub mod schedule;

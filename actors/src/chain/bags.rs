@@ -15,6 +15,7 @@ use solana_sdk::hash::Hash;
 use solana_sdk::pubkey::Pubkey;
 use solana_sdk::transaction::VersionedTransaction;
 
+use crate::http::{error_chain, parse_retry_after};
 use crate::resilience::{Classify, SlidingBudget, Transience};
 use crate::secret::Secret;
 
@@ -376,19 +377,11 @@ fn header_number(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok()
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3), relative to `now` (unix s).
+/// `Retry-After` (delta-seconds or an HTTP date) relative to `now` (unix s).
 pub(crate) fn retry_after_header(headers: &HeaderMap, now: u64) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = u64::try_from(date.timestamp()).unwrap_or(0);
-    Some(until(at, now))
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let now = chrono::DateTime::from_timestamp(i64::try_from(now).unwrap_or(i64::MAX), 0)?;
+    parse_retry_after(value, now)
 }
 
 /// The wait until unix second `at`. A reset already in the past (clock skew, or a reset that
@@ -487,22 +480,6 @@ fn excerpt(raw: &[u8]) -> String {
         .chars()
         .take(BODY_EXCERPT_CHARS)
         .collect()
-}
-
-/// An error and its sources on one line (reqwest's own `Display` stops at "error sending
-/// request", which says nothing about why).
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 // ---------------------------------------------------------------------------------------------

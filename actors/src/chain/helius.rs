@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use solana_sdk::pubkey::Pubkey;
 
-use super::bags::{error_chain, parse_amount, retry_after_header};
+use super::bags::{parse_amount, retry_after_header};
+use crate::http::error_chain;
 use crate::resilience::{Classify, RateLimiter, Transience};
 use crate::secret::Secret;
 

@@ -33,6 +33,7 @@ use solana_transaction_status_client_types::{
     EncodedConfirmedTransactionWithStatusMeta, TransactionConfirmationStatus,
 };
 
+use crate::http::error_chain;
 use crate::resilience::{Classify, Transience};
 use crate::secret::Secret;
 
@@ -290,21 +291,6 @@ impl Redactor {
             ClientErrorKind::Custom(message) => RpcError::Other(self.clean(&message)),
         }
     }
-}
-
-/// `error: source: source ...`, so a connect error says why (refused, DNS ...).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// A signature's status as the node reports it.

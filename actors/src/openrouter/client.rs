@@ -19,6 +19,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::http::parse_retry_after;
 use crate::resilience::{Classify, Transience};
 use crate::secret::Secret;
 
@@ -533,27 +534,6 @@ fn key_path(hash: &str) -> Result<String, OpenRouterError> {
         ));
     }
     Ok(format!("/keys/{hash}"))
-}
-
-/// `Retry-After`: delay-seconds or an HTTP date (a date in the past means "now").
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    // Not in RFC 9110, but some proxies send fractional seconds.
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0)
-            .then(|| Duration::from_secs_f64(seconds.min(1e9)));
-    }
-    let at = DateTime::parse_from_rfc2822(value)
-        .ok()?
-        .with_timezone(&Utc);
-    Some(
-        at.signed_duration_since(now)
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 /// Integer micro-USD as the JSON number of dollars OpenRouter takes for a limit.
