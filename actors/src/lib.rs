@@ -5,6 +5,7 @@ pub mod chain;
 pub mod health;
 pub mod http;
 pub mod openrouter;
+pub mod pool;
 pub mod resilience;
 pub mod schedule;
 pub mod secret;
