@@ -18,6 +18,7 @@ use creditbrain_actors::health::{HealthActor, HealthArgs, HealthMsg, HealthRepor
 use creditbrain_actors::openrouter::{
     DEFAULT_MAX_CONCURRENCY, OpenRouterActor, OpenRouterArgs, OpenRouterClient, OpenRouterMsg,
 };
+use creditbrain_actors::pool::{PoolActor, PoolArgs, PoolMsg};
 use creditbrain_actors::resilience::{
     Breaker, BreakerConfig, BreakerSnapshot, Integration, RateLimiter, RetryPolicy, SlidingBudget,
 };
@@ -53,6 +54,9 @@ const HELIUS_DAS_REQUESTS_PER_SECOND: u32 = 2;
 /// compute budget; a higher one means something is off.
 const MAX_PRIORITY_FEE_LAMPORTS: u64 = 10_000_000;
 
+/// How long a pool reading may take: a credits call with its retries.
+const POOL_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long shutdown waits for in-flight HTTP requests.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,6 +68,7 @@ pub struct Handle {
     pub health: ActorSlot<HealthMsg>,
     pub openrouter: ActorSlot<OpenRouterMsg>,
     pub chain: ActorSlot<ChainMsg>,
+    pub pool: ActorSlot<PoolMsg>,
     pub restart_counts: RestartCounts,
     /// Every integration's breaker; shared with the actors that call through them, so their
     /// state survives actor restarts and health reporting reads it without a message.
@@ -266,10 +271,21 @@ async fn start_after_socket(
             (ChainActor, args.clone())
         })
     };
+    let pool_slot = ActorSlot::default();
+    let pool_child = {
+        let args = PoolArgs {
+            store: store.clone(),
+            openrouter: openrouter_slot.clone(),
+            call_timeout: POOL_CALL_TIMEOUT,
+            runway_window: Duration::from_secs(7 * 24 * 3600),
+        };
+        ChildSpec::new("pool", pool_slot.clone(), move || (PoolActor, args.clone()))
+    };
     let children: Vec<Arc<dyn SupervisedChild>> = vec![
         Arc::new(health_child),
         Arc::new(openrouter_child),
         Arc::new(chain_child),
+        Arc::new(pool_child),
     ];
     let spawned = Actor::spawn(
         None,
@@ -296,6 +312,7 @@ async fn start_after_socket(
         health: health_slot,
         openrouter: openrouter_slot,
         chain: chain_slot,
+        pool: pool_slot,
         restart_counts,
         breakers,
         health_reports,

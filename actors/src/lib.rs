@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod health;
 pub mod http;
+pub mod keyvault;
 pub mod openrouter;
 pub mod pool;
 pub mod resilience;

@@ -221,3 +221,189 @@ mod tests {
         );
     }
 }
+
+pub use actor::{PoolActor, PoolArgs, PoolError, PoolMsg, PoolReport, pool_status};
+
+/// The PoolActor: answers pool status from a fresh `GET /credits` and the key ledger, and records
+/// each reading so runway is measured, not guessed.
+pub mod actor {
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+    use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+    use serde::Serialize;
+    use tokio::task::JoinSet;
+
+    use super::{PoolStatus, runway};
+    use crate::openrouter::{OpenRouterCallError, OpenRouterMsg, actor as openrouter};
+    use crate::store::{Store, StoreError};
+    use crate::supervisor::ActorSlot;
+
+    pub struct PoolActor;
+
+    #[derive(Clone)]
+    pub struct PoolArgs {
+        pub store: Store,
+        /// Where the OpenRouterActor can be found (it may be restarting).
+        pub openrouter: ActorSlot<OpenRouterMsg>,
+        /// How long one credits call may take, retries included.
+        pub call_timeout: Duration,
+        /// Usage readings older than this are not used for the runway.
+        pub runway_window: Duration,
+    }
+
+    pub struct PoolState {
+        args: PoolArgs,
+        in_flight: JoinSet<()>,
+    }
+
+    type Reply<T> = RpcReplyPort<Result<T, PoolError>>;
+
+    pub enum PoolMsg {
+        /// The pool now, with `reserve_bps` held back; the reading is recorded (tagged with
+        /// `run_id` when a run asks before allocating).
+        Status {
+            reserve_bps: u32,
+            run_id: Option<String>,
+            reply: Reply<PoolReport>,
+        },
+    }
+
+    /// What the pool looks like, with the account figures it came from.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PoolReport {
+        #[serde(flatten)]
+        pub status: PoolStatus,
+        pub total_credits_micro_usd: i64,
+        pub total_usage_micro_usd: i64,
+        /// How long the spendable balance lasts at the measured usage rate; `None` when usage
+        /// has not been measured yet.
+        pub runway_secs: Option<u64>,
+        pub checked_at: DateTime<Utc>,
+    }
+
+    #[derive(thiserror::Error, Debug)]
+    pub enum PoolError {
+        #[error("openrouter: {0}")]
+        OpenRouter(OpenRouterCallError),
+        #[error("the openrouter actor is not running")]
+        OpenRouterDown,
+        #[error(transparent)]
+        Store(#[from] StoreError),
+        #[error("pool actor is not running")]
+        ActorDown,
+        #[error("pool actor did not answer within {} s", .0.as_secs())]
+        ActorTimeout(Duration),
+    }
+
+    impl PoolError {
+        /// The run's error code when the pool cannot be read.
+        pub fn code(&self) -> &'static str {
+            match self {
+                PoolError::OpenRouter(error) => error.code(),
+                PoolError::OpenRouterDown => "OPENROUTER_UNAVAILABLE",
+                PoolError::Store(error) if error.is_locked() => "DB_LOCKED",
+                PoolError::Store(_) => "DB_ERROR",
+                PoolError::ActorDown | PoolError::ActorTimeout(_) => "POOL_ACTOR_DOWN",
+            }
+        }
+    }
+
+    impl Actor for PoolActor {
+        type Msg = PoolMsg;
+        type State = PoolState;
+        type Arguments = PoolArgs;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            args: PoolArgs,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(PoolState {
+                args,
+                in_flight: JoinSet::new(),
+            })
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            message: Self::Msg,
+            state: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            while state.in_flight.try_join_next().is_some() {}
+            match message {
+                PoolMsg::Status {
+                    reserve_bps,
+                    run_id,
+                    reply,
+                } => {
+                    let args = state.args.clone();
+                    state.in_flight.spawn(async move {
+                        let _ = reply.send(read_pool(&args, reserve_bps, run_id.as_deref()).await);
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
+
+    async fn read_pool(
+        args: &PoolArgs,
+        reserve_bps: u32,
+        run_id: Option<&str>,
+    ) -> Result<PoolReport, PoolError> {
+        let actor = args.openrouter.get().ok_or(PoolError::OpenRouterDown)?;
+        let credits = openrouter::credits(&actor, args.call_timeout)
+            .await
+            .map_err(PoolError::OpenRouter)?;
+        let keys = args.store.promised_keys().await?;
+        let status = PoolStatus::compute(credits.balance_micro_usd(), keys, reserve_bps);
+        let checked_at = Utc::now();
+        args.store
+            .insert_pool_snapshot(
+                run_id,
+                credits.total_credits_micro_usd,
+                credits.total_usage_micro_usd,
+                &status,
+                checked_at,
+            )
+            .await?;
+        let window = chrono::Duration::from_std(args.runway_window)
+            .unwrap_or_else(|_| chrono::Duration::days(7));
+        let readings = args.store.usage_readings_since(checked_at - window).await?;
+        Ok(PoolReport {
+            status,
+            total_credits_micro_usd: credits.total_credits_micro_usd,
+            total_usage_micro_usd: credits.total_usage_micro_usd,
+            runway_secs: runway(&status, &readings).map(|runway| runway.as_secs()),
+            checked_at,
+        })
+    }
+
+    /// The pool now, through the actor.
+    pub async fn pool_status(
+        actor: &ActorRef<PoolMsg>,
+        reserve_bps: u32,
+        run_id: Option<&str>,
+        timeout: Duration,
+    ) -> Result<PoolReport, PoolError> {
+        let run_id = run_id.map(str::to_string);
+        match actor
+            .call(
+                |reply| PoolMsg::Status {
+                    reserve_bps,
+                    run_id,
+                    reply,
+                },
+                Some(timeout),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(ractor::rpc::CallResult::Timeout) => Err(PoolError::ActorTimeout(timeout)),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(PoolError::ActorDown),
+        }
+    }
+}

@@ -17,6 +17,9 @@ use sqlx::sqlite::{
 #[cfg(test)]
 mod tests;
 
+pub mod allocations;
+pub mod keys;
+pub mod pool;
 pub mod strategies;
 pub mod transactions;
 
