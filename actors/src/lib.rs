@@ -2,6 +2,7 @@
 //! actors and their supervision. It knows nothing of axum, clap or the admin socket.
 
 pub mod chain;
+pub mod distribution;
 pub mod health;
 pub mod http;
 pub mod keyvault;
