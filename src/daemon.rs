@@ -15,6 +15,7 @@ use creditbrain_actors::chain::helius::HeliusClient;
 use creditbrain_actors::chain::protocol::SubmitOptions;
 use creditbrain_actors::chain::rpc::SolanaRpc;
 use creditbrain_actors::health::{HealthActor, HealthArgs, HealthMsg, HealthReport};
+use creditbrain_actors::keyvault::KeyVault;
 use creditbrain_actors::openrouter::{
     DEFAULT_MAX_CONCURRENCY, OpenRouterActor, OpenRouterArgs, OpenRouterClient, OpenRouterMsg,
 };
@@ -22,6 +23,7 @@ use creditbrain_actors::pool::{PoolActor, PoolArgs, PoolMsg};
 use creditbrain_actors::resilience::{
     Breaker, BreakerConfig, BreakerSnapshot, Integration, RateLimiter, RetryPolicy, SlidingBudget,
 };
+use creditbrain_actors::run::{CoordinatorMsg, RunContext, RunCoordinator, RunPolicy};
 use creditbrain_actors::store::{Store, StoreError};
 use creditbrain_actors::supervisor::{
     ActorSlot, ChildSpec, RestartCounts, RestartPolicy, SupervisedChild, Supervisor,
@@ -57,6 +59,18 @@ const MAX_PRIORITY_FEE_LAMPORTS: u64 = 10_000_000;
 /// How long a pool reading may take: a credits call with its retries.
 const POOL_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// SOL kept back from each swap to pay transaction fees (0.01 SOL).
+const SOL_FLOAT_LAMPORTS: u64 = 10_000_000;
+
+/// The smallest grant: one cent, so no key is created or topped up for nothing.
+const MIN_GRANT_MICRO_USD: i64 = 10_000;
+
+/// How long a run waits for one integration call (claims and swaps confirm within it).
+const RUN_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A run's lease lasts this long without renewal; it is renewed at every phase.
+const RUN_LEASE_TTL: Duration = Duration::from_secs(30 * 60);
+
 /// How long shutdown waits for in-flight HTTP requests.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,6 +83,7 @@ pub struct Handle {
     pub openrouter: ActorSlot<OpenRouterMsg>,
     pub chain: ActorSlot<ChainMsg>,
     pub pool: ActorSlot<PoolMsg>,
+    pub coordinator: ActorSlot<CoordinatorMsg>,
     pub restart_counts: RestartCounts,
     /// Every integration's breaker; shared with the actors that call through them, so their
     /// state survives actor restarts and health reporting reads it without a message.
@@ -281,11 +296,42 @@ async fn start_after_socket(
         };
         ChildSpec::new("pool", pool_slot.clone(), move || (PoolActor, args.clone()))
     };
+    let coordinator_slot = ActorSlot::default();
+    let coordinator_child = {
+        let vault = KeyVault::from_config(
+            config.key_encryption_key.as_ref().map(|key| *key.expose()),
+            &config.database_path,
+        )
+        .map_err(|error| DaemonError::Actors(format!("opening the key vault: {error}")))?;
+        let context = RunContext {
+            store: store.clone(),
+            chain: chain_slot.clone(),
+            openrouter: openrouter_slot.clone(),
+            pool: pool_slot.clone(),
+            vault,
+            policy: RunPolicy {
+                kill_switch_env: config.kill_switch,
+                dry_run_default: config.dry_run,
+                max_daily_runs: config.max_daily_runs,
+                max_claimable_lamports_per_run: config.max_claimable_lamports_per_run,
+                sol_float_lamports: SOL_FLOAT_LAMPORTS,
+                min_grant_micro_usd: MIN_GRANT_MICRO_USD,
+                call_timeout: RUN_CALL_TIMEOUT,
+                instance_id: uuid::Uuid::new_v4().to_string(),
+                lease_ttl: RUN_LEASE_TTL,
+                max_worker_restarts: 3,
+            },
+        };
+        ChildSpec::new("coordinator", coordinator_slot.clone(), move || {
+            (RunCoordinator, context.clone())
+        })
+    };
     let children: Vec<Arc<dyn SupervisedChild>> = vec![
         Arc::new(health_child),
         Arc::new(openrouter_child),
         Arc::new(chain_child),
         Arc::new(pool_child),
+        Arc::new(coordinator_child),
     ];
     let spawned = Actor::spawn(
         None,
@@ -313,6 +359,7 @@ async fn start_after_socket(
         openrouter: openrouter_slot,
         chain: chain_slot,
         pool: pool_slot,
+        coordinator: coordinator_slot,
         restart_counts,
         breakers,
         health_reports,

@@ -18,8 +18,10 @@ use sqlx::sqlite::{
 mod tests;
 
 pub mod allocations;
+pub mod audit;
 pub mod keys;
 pub mod pool;
+pub mod runs;
 pub mod strategies;
 pub mod transactions;
 

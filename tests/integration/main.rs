@@ -7,6 +7,7 @@ mod chain_actor;
 mod chain_clients;
 mod health;
 mod openrouter_actor;
+mod pipeline;
 mod pool;
 mod sandbox_bags;
 mod sandbox_cli;

@@ -1,0 +1,604 @@
+//! The phases of a run (DESIGN §4): each reads the run's checkpoint, does its work through the
+//! integration actors, and commits its outputs with the state advance, or returns a
+//! [`PhaseError`] with a stable code. Every decision goes to the audit log.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::str::FromStr;
+
+use chrono::Utc;
+use serde_json::json;
+use solana_sdk::pubkey::Pubkey;
+
+use super::RunContext;
+use super::provision;
+use crate::chain::actor as chain;
+use crate::chain::helius::HolderFilters;
+use crate::distribution::{self, AllocationInput, DistributionMode as Mode};
+use crate::pool::pool_status;
+use crate::store::StoreError;
+use crate::store::allocations::{NewAllocation, insert_allocations};
+use crate::store::audit::AuditEntry;
+use crate::store::keys::KeyStatus;
+use crate::store::runs::{PhaseOutputs, Run, RunError, RunState, advance};
+use crate::store::strategies::StoredStrategy;
+use crate::store::transactions::TxPhase;
+use crate::strategy::{DistributionMode, FeeSource};
+
+/// Why a phase stopped; the run is failed with `code` and `detail`.
+#[derive(Debug)]
+pub struct PhaseError {
+    pub code: String,
+    pub detail: String,
+}
+
+impl PhaseError {
+    pub fn new(code: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<StoreError> for PhaseError {
+    fn from(error: StoreError) -> Self {
+        let code = if error.is_locked() {
+            "DB_LOCKED"
+        } else {
+            "DB_ERROR"
+        };
+        PhaseError::new(code, error.to_string())
+    }
+}
+
+impl From<RunError> for PhaseError {
+    fn from(error: RunError) -> Self {
+        match error {
+            RunError::Store(store) => store.into(),
+            other => PhaseError::new("RUN_STATE_CONFLICT", other.to_string()),
+        }
+    }
+}
+
+/// Wrapped-SOL units below which a swap is not worth its fees (0.001 SOL).
+const MIN_SWAP_LAMPORTS: u64 = 1_000_000;
+
+pub(super) async fn audit(
+    context: &RunContext,
+    run: &Run,
+    phase: RunState,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), PhaseError> {
+    context
+        .store
+        .append_audit(
+            &AuditEntry::new(action)
+                .run(&run.run_id)
+                .strategy(&run.strategy_id)
+                .phase(phase.as_str())
+                .actor("worker")
+                .details(details),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn commit(
+    context: &RunContext,
+    run: &Run,
+    from: RunState,
+    to: RunState,
+    outputs: &PhaseOutputs,
+) -> Result<(), PhaseError> {
+    let mut tx = context.store.begin_write().await?;
+    advance(&mut tx, &run.run_id, from, to, outputs).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// The mints this run already sent claim transactions for (so a resumed claim settles them and
+/// counts what they claimed, even though Bags no longer lists them as claimable).
+async fn mints_already_claimed(
+    context: &RunContext,
+    run: &Run,
+) -> Result<BTreeSet<Pubkey>, PhaseError> {
+    let rows = context.store.txs_for_run(&run.run_id).await?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.phase == TxPhase::Claiming)
+        .filter_map(|row| row.purpose.strip_prefix("claim:"))
+        .filter_map(|rest| rest.split(':').next())
+        .filter_map(|mint| Pubkey::from_str(mint).ok())
+        .collect())
+}
+
+/// CLAIMING: below the threshold the run completes as skipped; otherwise positions are claimed,
+/// largest first, as long as `MAX_CLAIMABLE_SOL_PER_RUN` is not passed. Claimed = the signer's
+/// measured lamport delta.
+pub(super) async fn claim(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+) -> Result<(), PhaseError> {
+    let spec = &strategy.spec;
+    if spec.fee_source == FeeSource::PartnerFees {
+        return Err(PhaseError::new(
+            "FEE_SOURCE_UNSUPPORTED",
+            "FEE_SOURCE=PARTNER_FEES is not implemented by the pipeline yet; use CLAIMABLE_POSITIONS",
+        ));
+    }
+    let actor = context.chain()?;
+    let mut positions = chain::claimable_positions(&actor, context.policy.call_timeout)
+        .await
+        .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+    positions.sort_by(|a, b| {
+        b.claimable_lamports
+            .cmp(&a.claimable_lamports)
+            .then_with(|| a.base_mint.to_string().cmp(&b.base_mint.to_string()))
+    });
+    let total: u64 = positions
+        .iter()
+        .map(|p| p.claimable_lamports)
+        .fold(0, u64::saturating_add);
+    let already = mints_already_claimed(context, run).await?;
+    if already.is_empty() && total < spec.threshold_lamports {
+        audit(
+            context,
+            run,
+            RunState::Claiming,
+            "below_threshold",
+            json!({
+                "claimableLamports": total.to_string(),
+                "thresholdLamports": spec.threshold_lamports.to_string(),
+            }),
+        )
+        .await?;
+        let outputs = PhaseOutputs {
+            claimed_lamports: Some(0),
+            skipped_reason: Some("below_threshold".into()),
+            ..PhaseOutputs::default()
+        };
+        return commit(
+            context,
+            run,
+            RunState::Claiming,
+            RunState::Complete,
+            &outputs,
+        )
+        .await;
+    }
+    let mut selected: Vec<(Pubkey, u64)> = Vec::new();
+    let mut planned: u64 = 0;
+    for position in positions.iter().filter(|p| p.claimable_lamports > 0) {
+        if already.contains(&position.base_mint) {
+            continue;
+        }
+        let next = planned.saturating_add(position.claimable_lamports);
+        if next > context.policy.max_claimable_lamports_per_run {
+            // Waits for the next run: claiming it now would pass the per-run cap.
+            continue;
+        }
+        planned = next;
+        selected.push((position.base_mint, position.claimable_lamports));
+    }
+    audit(context, run, RunState::Claiming, "claim_planned", json!({
+        "claimableLamports": total.to_string(),
+        "plannedLamports": planned.to_string(),
+        "positions": selected.iter().map(|(mint, lamports)| json!({"mint": mint.to_string(), "lamports": lamports.to_string()})).collect::<Vec<_>>(),
+        "resumedMints": already.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "dryRun": run.dry_run,
+    }))
+    .await?;
+    if run.dry_run {
+        // Nothing is sent: the run records that nothing was claimed; the plan is in the audit log.
+        let outputs = PhaseOutputs {
+            claimed_lamports: Some(0),
+            ..PhaseOutputs::default()
+        };
+        return commit(
+            context,
+            run,
+            RunState::Claiming,
+            RunState::Swapping,
+            &outputs,
+        )
+        .await;
+    }
+    let mints: BTreeSet<Pubkey> = already
+        .iter()
+        .copied()
+        .chain(selected.iter().map(|(mint, _)| *mint))
+        .collect();
+    let mut claimed: i64 = 0;
+    for mint in mints {
+        let outcome = chain::claim_position(&actor, &run.run_id, mint, context.policy.call_timeout)
+            .await
+            .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+        for landed in &outcome.transactions {
+            context
+                .store
+                .append_audit(
+                    &AuditEntry::new("claim_landed")
+                        .run(&run.run_id)
+                        .strategy(&run.strategy_id)
+                        .phase(RunState::Claiming.as_str())
+                        .actor("worker")
+                        .tx_signature(landed.signature.to_string())
+                        .details(json!({
+                            "mint": mint.to_string(),
+                            "lamportDelta": landed.effects.lamport_delta,
+                            "feeLamports": landed.effects.fee,
+                            "slot": landed.slot,
+                        })),
+                )
+                .await?;
+        }
+        claimed = claimed.saturating_add(outcome.claimed_lamports);
+    }
+    let outputs = PhaseOutputs {
+        claimed_lamports: Some(u64::try_from(claimed).unwrap_or(0)),
+        ..PhaseOutputs::default()
+    };
+    commit(
+        context,
+        run,
+        RunState::Claiming,
+        RunState::Swapping,
+        &outputs,
+    )
+    .await
+}
+
+/// SWAPPING: the claimed SOL minus the float kept for fees goes to USDC; received = the measured
+/// USDC delta.
+pub(super) async fn swap(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+) -> Result<(), PhaseError> {
+    let claimed = run.claimed_lamports.unwrap_or(0);
+    let swap_in = claimed.saturating_sub(context.policy.sol_float_lamports);
+    if run.dry_run || swap_in < MIN_SWAP_LAMPORTS {
+        let reason = if run.dry_run {
+            "dry_run"
+        } else {
+            "nothing_to_swap"
+        };
+        audit(
+            context,
+            run,
+            RunState::Swapping,
+            "swap_skipped",
+            json!({
+                "reason": reason,
+                "claimedLamports": claimed.to_string(),
+                "floatLamports": context.policy.sol_float_lamports.to_string(),
+            }),
+        )
+        .await?;
+        let outputs = PhaseOutputs {
+            swap_in_lamports: Some(0),
+            swapped_usdc_base_units: Some(0),
+            ..PhaseOutputs::default()
+        };
+        return commit(
+            context,
+            run,
+            RunState::Swapping,
+            RunState::Allocating,
+            &outputs,
+        )
+        .await;
+    }
+    let actor = context.chain()?;
+    let outcome = chain::swap(
+        &actor,
+        &run.run_id,
+        swap_in,
+        strategy.spec.slippage_bps,
+        context.policy.call_timeout,
+    )
+    .await
+    .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+    context
+        .store
+        .append_audit(
+            &AuditEntry::new("swap_landed")
+                .run(&run.run_id)
+                .strategy(&run.strategy_id)
+                .phase(RunState::Swapping.as_str())
+                .actor("worker")
+                .tx_signature(outcome.transaction.signature.to_string())
+                .details(json!({
+                    "swapInLamports": swap_in.to_string(),
+                    "lamportsSpent": outcome.lamports_spent.to_string(),
+                    "usdcReceived": outcome.usdc_received.to_string(),
+                    "slot": outcome.transaction.slot,
+                })),
+        )
+        .await?;
+    let outputs = PhaseOutputs {
+        swap_in_lamports: Some(swap_in),
+        swapped_usdc_base_units: Some(outcome.usdc_received),
+        ..PhaseOutputs::default()
+    };
+    commit(
+        context,
+        run,
+        RunState::Swapping,
+        RunState::Allocating,
+        &outputs,
+    )
+    .await
+}
+
+fn distribution_mode(strategy: &StoredStrategy) -> Mode {
+    match strategy.spec.distribution_mode {
+        DistributionMode::OwnerOnly => Mode::OwnerOnly,
+        DistributionMode::TopNHolders => Mode::TopNHolders {
+            n: strategy.spec.top_n,
+        },
+        DistributionMode::EqualSplit => Mode::EqualSplit,
+        DistributionMode::WeightedByHoldings => Mode::WeightedByHoldings,
+        DistributionMode::CustomList => Mode::CustomList,
+    }
+}
+
+/// ALLOCATING: budget = swapped USDC + carry-over, split by the strategy's mode within the pool's
+/// headroom; rows, carry-over and the state advance commit together. A dry run stores dry-run
+/// rows and leaves carry-over and pool alone.
+pub(super) async fn allocate(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+) -> Result<(), PhaseError> {
+    let spec = &strategy.spec;
+    if spec.key_limit_reset.is_some() {
+        return Err(PhaseError::new(
+            "ALLOWANCE_MODE_UNSUPPORTED",
+            "allowance mode (KEY_LIMIT_RESET daily/weekly/monthly) is not implemented by the pipeline yet; set the strategy's key limit reset to null (credits mode)",
+        ));
+    }
+    // USDC has 6 decimals: one base unit is one micro-dollar.
+    let swapped = i64::try_from(run.swapped_usdc_base_units.unwrap_or(0)).unwrap_or(i64::MAX);
+    let carry_in = strategy.carry_over_micro_usd;
+    let budget = swapped.saturating_add(carry_in);
+    let pool_actor = context.pool()?;
+    let pool = pool_status(
+        &pool_actor,
+        u32::from(spec.reserve_bps),
+        if run.dry_run { None } else { Some(&run.run_id) },
+        context.policy.call_timeout,
+    )
+    .await
+    .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+    let mode = distribution_mode(strategy);
+    let holders = match mode {
+        Mode::OwnerOnly | Mode::CustomList => Vec::new(),
+        _ => {
+            let actor = context.chain()?;
+            let filters = HolderFilters {
+                excluded_wallets: spec.exclusions.iter().copied().collect::<HashSet<_>>(),
+                min_holding: spec.min_holding_base_units,
+            };
+            chain::holder_snapshot(
+                &actor,
+                spec.token_mint,
+                filters,
+                context.policy.call_timeout,
+            )
+            .await
+            .map_err(|error| PhaseError::new(error.code(), error.to_string()))?
+            .holders
+        }
+    };
+    let keys = context
+        .store
+        .keys_for_strategy(&run.strategy_id, &[KeyStatus::Active, KeyStatus::Exhausted])
+        .await?;
+    let current_key_limits: Vec<(Pubkey, i64)> = keys
+        .iter()
+        .filter_map(|key| {
+            Pubkey::from_str(&key.holder_wallet)
+                .ok()
+                .map(|wallet| (wallet, key.limit_micro_usd))
+        })
+        .collect();
+    let allocation = distribution::allocate(&AllocationInput {
+        mode,
+        budget_micro_usd: budget,
+        pool_headroom_micro_usd: Some(pool.status.headroom_micro_usd),
+        holders: &holders,
+        owner_wallet: spec.owner_wallet,
+        custom_weights: &spec.custom_weights,
+        max_grant_micro_usd: spec.max_grant_micro_usd,
+        max_key_limit_micro_usd: spec.max_key_limit_micro_usd,
+        current_key_limits: &current_key_limits,
+        min_grant_micro_usd: context.policy.min_grant_micro_usd,
+    })
+    .map_err(|error| PhaseError::new("ALLOCATION_INVALID", error.to_string()))?;
+    let rows: Vec<NewAllocation> = allocation
+        .grants
+        .iter()
+        .map(|grant| NewAllocation {
+            wallet: grant.wallet.to_string(),
+            token_balance: grant.balance,
+            weight: grant.weight,
+            grant_micro_usd: grant.grant_micro_usd,
+            dry_run: run.dry_run,
+        })
+        .collect();
+    let pool_exhausted = pool.status.headroom_micro_usd <= 0 && budget > 0;
+    let outputs = PhaseOutputs {
+        budget_micro_usd: Some(budget),
+        carry_in_micro_usd: Some(carry_in),
+        headroom_micro_usd: Some(pool.status.headroom_micro_usd.max(0)),
+        allocated_micro_usd: Some(allocation.allocated_micro_usd),
+        carry_out_micro_usd: Some(allocation.carry_over_micro_usd),
+        holders_count: Some(holders.len() as u64),
+        skipped_reason: pool_exhausted.then(|| "pool_exhausted".to_string()),
+        ..PhaseOutputs::default()
+    };
+    let mut tx = context.store.begin_write().await?;
+    insert_allocations(&mut tx, &run.run_id, &rows).await?;
+    if !run.dry_run {
+        crate::store::strategies::set_carry_over_on(
+            &mut tx,
+            &run.strategy_id,
+            allocation.carry_over_micro_usd,
+        )
+        .await?;
+    }
+    advance(
+        &mut tx,
+        &run.run_id,
+        RunState::Allocating,
+        RunState::Provisioning,
+        &outputs,
+    )
+    .await?;
+    crate::store::audit::append_audit(
+        &mut *tx,
+        &AuditEntry::new(if pool_exhausted {
+            "pool_exhausted"
+        } else {
+            "allocated"
+        })
+        .run(&run.run_id)
+        .strategy(&run.strategy_id)
+        .phase(RunState::Allocating.as_str())
+        .actor("worker")
+        .details(json!({
+            "budgetMicroUsd": budget,
+            "carryInMicroUsd": carry_in,
+            "headroomMicroUsd": pool.status.headroom_micro_usd,
+            "allocatedMicroUsd": allocation.allocated_micro_usd,
+            "carryOutMicroUsd": allocation.carry_over_micro_usd,
+            "grants": allocation.grants.len(),
+            "holders": holders.len(),
+            "skipped": allocation.skipped.len(),
+            "dryRun": run.dry_run,
+        })),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// PROVISIONING: each pending allocation applied once (see [`provision`]); per-holder failures
+/// are recorded and fail the run at the end so a resume retries only them.
+pub(super) async fn provision(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+) -> Result<(), PhaseError> {
+    if run.dry_run {
+        let rows = context.store.allocations_for_run(&run.run_id).await?;
+        let mut plan = BTreeMap::new();
+        for row in &rows {
+            let current = context
+                .store
+                .current_key(&run.strategy_id, &row.holder_wallet)
+                .await?;
+            plan.insert(
+                row.holder_wallet.clone(),
+                json!({
+                    "action": if current.is_some() { "top_up" } else { "create" },
+                    "grantMicroUsd": row.grant_micro_usd,
+                    "currentLimitMicroUsd": current.map(|key| key.limit_micro_usd),
+                }),
+            );
+        }
+        audit(
+            context,
+            run,
+            RunState::Provisioning,
+            "provision_planned",
+            json!({"dryRun": true, "keys": plan}),
+        )
+        .await?;
+        let outputs = PhaseOutputs {
+            keys_created: Some(0),
+            keys_updated: Some(0),
+            keys_failed: Some(0),
+            ..PhaseOutputs::default()
+        };
+        return commit(
+            context,
+            run,
+            RunState::Provisioning,
+            RunState::Complete,
+            &outputs,
+        )
+        .await;
+    }
+    let pending = context.store.pending_allocations(&run.run_id).await?;
+    let mut outcome = provision::Tally::default();
+    let mut orphans = provision::OrphanIndex::default();
+    for allocation in &pending {
+        match provision::apply(context, run, strategy, allocation, &mut orphans).await {
+            Ok(applied) => outcome.count(applied),
+            Err(error) => {
+                context
+                    .store
+                    .mark_allocation_failed(
+                        allocation.id,
+                        &format!("{}: {}", error.code, error.detail),
+                    )
+                    .await?;
+                audit(
+                    context,
+                    run,
+                    RunState::Provisioning,
+                    "key_failed",
+                    json!({
+                        "wallet": allocation.holder_wallet,
+                        "code": error.code,
+                        "detail": error.detail,
+                    }),
+                )
+                .await?;
+                outcome.failed.push(error);
+            }
+        }
+    }
+    if let Some(first) = outcome.failed.first() {
+        return Err(PhaseError::new(
+            first.code.clone(),
+            format!(
+                "{} of {} keys failed (first: {}); resume the run to retry only those",
+                outcome.failed.len(),
+                pending.len(),
+                first.detail
+            ),
+        ));
+    }
+    let outputs = PhaseOutputs {
+        keys_created: Some(outcome.created),
+        keys_updated: Some(outcome.updated),
+        keys_failed: Some(0),
+        ..PhaseOutputs::default()
+    };
+    audit(
+        context,
+        run,
+        RunState::Provisioning,
+        "provisioned",
+        json!({
+            "created": outcome.created,
+            "updated": outcome.updated,
+            "adopted": outcome.adopted,
+            "at": Utc::now().to_rfc3339(),
+        }),
+    )
+    .await?;
+    commit(
+        context,
+        run,
+        RunState::Provisioning,
+        RunState::Complete,
+        &outputs,
+    )
+    .await
+}
