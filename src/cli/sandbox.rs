@@ -179,14 +179,10 @@ pub async fn run_with(args: &SandboxArgs, environment: BTreeMap<String, String>)
     tracing::info!(strategyId = %strategy.strategy_id, "sandbox ready");
 
     if args.once {
-        // Said plainly rather than faked: there is no pipeline to run in this build yet.
-        eprintln!(
-            "creditbrain sandbox --once: runs are not implemented in this build yet (the pipeline \
-             — claim, swap, allocate, provision — arrives with the RunCoordinator); nothing was run"
-        );
+        let code = run_once(&daemon, &strategy.strategy_id).await;
         daemon.shutdown_trigger().trigger();
         let _ = daemon.wait().await;
-        return exit::FAILURE;
+        return code;
     }
     match daemon.run_until_signalled(signals).await {
         Ok(()) => exit::OK,
@@ -231,4 +227,69 @@ fn remove_database_files(path: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--once`: one run of the seeded strategy through the coordinator, its summary printed as a
+/// second JSON line; exit 0 only if it completed.
+async fn run_once(daemon: &crate::daemon::RunningDaemon, strategy_id: &str) -> i32 {
+    use creditbrain_actors::run::start_run;
+    use creditbrain_actors::store::runs::{RunState, TriggeredBy};
+
+    let Some(coordinator) = daemon.handle.coordinator.get() else {
+        eprintln!("creditbrain sandbox --once: the run coordinator is not running");
+        return exit::FAILURE;
+    };
+    let started = match start_run(
+        &coordinator,
+        strategy_id,
+        TriggeredBy::Manual,
+        None,
+        Duration::from_secs(30),
+    )
+    .await
+    {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("creditbrain sandbox --once: {}: {error}", error.code());
+            return exit::FAILURE;
+        }
+    };
+    let store = &daemon.handle.store;
+    let run = loop {
+        match store.run(&started.run_id).await {
+            Ok(Some(run)) if run.state.is_terminal() => break run,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(error) => {
+                eprintln!("creditbrain sandbox --once: reading the run: {error}");
+                return exit::FAILURE;
+            }
+        }
+    };
+    let audit = store.audit_for_run(&run.run_id).await.unwrap_or_default();
+    let summary = json!({
+        "run_id": run.run_id,
+        "state": run.state.as_str(),
+        "claimed_lamports": run.claimed_lamports,
+        "swapped_usdc_base_units": run.swapped_usdc_base_units,
+        "budget_micro_usd": run.budget_micro_usd,
+        "allocated_micro_usd": run.allocated_micro_usd,
+        "carry_out_micro_usd": run.carry_out_micro_usd,
+        "holders": run.holders_count,
+        "keys_created": run.keys_created,
+        "keys_updated": run.keys_updated,
+        "error_code": run.error_code,
+        "error_detail": run.error_detail,
+        "audit": audit.iter().map(|entry| json!({
+            "at": entry.created_at,
+            "phase": entry.phase,
+            "action": entry.action,
+            "tx": entry.tx_signature,
+        })).collect::<Vec<_>>(),
+    });
+    println!("{summary}");
+    if run.state == RunState::Complete {
+        exit::OK
+    } else {
+        exit::FAILURE
+    }
 }

@@ -150,21 +150,48 @@ async fn sandbox_boots_every_fake_and_the_daemon_and_prints_one_ready_line() {
 }
 
 #[test]
-fn sandbox_once_reports_honestly_that_runs_are_not_implemented() {
+fn sandbox_once_runs_the_seeded_strategy_to_completion_and_prints_its_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = sandbox_command(dir.path(), &["--once", "--holders", "10"], Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ready = first_line(&mut child);
-    assert!(ready["strategy_id"].is_string());
+    let child = sandbox_command(
+        dir.path(),
+        &["--once", "--holders", "12", "--slot-ms", "20"],
+        Stdio::piped(),
+    )
+    .spawn()
+    .unwrap();
     let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let mut lines = stdout.lines();
+    let ready: Value = serde_json::from_str(lines.next().expect("ready line")).unwrap();
+    let summary: Value = serde_json::from_str(lines.next().expect("summary line")).unwrap();
     assert_eq!(
         output.status.code(),
-        Some(1),
-        "--once succeeds only when a run completed"
+        Some(0),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("not implemented"), "{stderr}");
+    assert_eq!(summary["state"], "COMPLETE", "{summary}");
+    assert!(summary["claimed_lamports"].as_u64().unwrap() > 0);
+    assert!(summary["keys_created"].as_u64().unwrap() > 0);
+    let actions: Vec<&str> = summary["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "claim_landed",
+        "swap_landed",
+        "allocated",
+        "key_created",
+        "provisioned",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    assert!(ready["strategy_id"].is_string());
 }
 
 #[tokio::test(flavor = "multi_thread")]
