@@ -15,6 +15,7 @@ use creditbrain_actors::chain::helius::HeliusClient;
 use creditbrain_actors::chain::protocol::SubmitOptions;
 use creditbrain_actors::chain::rpc::SolanaRpc;
 use creditbrain_actors::health::{HealthActor, HealthArgs, HealthMsg, HealthReport};
+use creditbrain_actors::keys_maintenance::{KeyMaintenance, KeyMaintenanceArgs, KeyMaintenanceMsg};
 use creditbrain_actors::keyvault::KeyVault;
 use creditbrain_actors::openrouter::{
     DEFAULT_MAX_CONCURRENCY, OpenRouterActor, OpenRouterArgs, OpenRouterClient, OpenRouterMsg,
@@ -24,6 +25,7 @@ use creditbrain_actors::resilience::{
     Breaker, BreakerConfig, BreakerSnapshot, Integration, RateLimiter, RetryPolicy, SlidingBudget,
 };
 use creditbrain_actors::run::{CoordinatorMsg, RunContext, RunCoordinator, RunPolicy};
+use creditbrain_actors::scheduler::{Clock, Scheduler, SchedulerArgs, SchedulerMsg};
 use creditbrain_actors::store::{Store, StoreError};
 use creditbrain_actors::supervisor::{
     ActorSlot, ChildSpec, RestartCounts, RestartPolicy, SupervisedChild, Supervisor,
@@ -71,6 +73,12 @@ const RUN_CALL_TIMEOUT: Duration = Duration::from_secs(300);
 /// A run's lease lasts this long without renewal; it is renewed at every phase.
 const RUN_LEASE_TTL: Duration = Duration::from_secs(30 * 60);
 
+/// Usage snapshots older than this are pruned after each usage poll.
+const USAGE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How often keys due for rotation (KEY_ROTATION_DAYS) are looked for.
+const ROTATION_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// How long shutdown waits for in-flight HTTP requests.
 const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,6 +92,8 @@ pub struct Handle {
     pub chain: ActorSlot<ChainMsg>,
     pub pool: ActorSlot<PoolMsg>,
     pub coordinator: ActorSlot<CoordinatorMsg>,
+    pub scheduler: ActorSlot<SchedulerMsg>,
+    pub key_maintenance: ActorSlot<KeyMaintenanceMsg>,
     pub restart_counts: RestartCounts,
     /// Every integration's breaker; shared with the actors that call through them, so their
     /// state survives actor restarts and health reporting reads it without a message.
@@ -296,13 +306,14 @@ async fn start_after_socket(
         };
         ChildSpec::new("pool", pool_slot.clone(), move || (PoolActor, args.clone()))
     };
+    let vault = KeyVault::from_config(
+        config.key_encryption_key.as_ref().map(|key| *key.expose()),
+        &config.database_path,
+    )
+    .map_err(|error| DaemonError::Actors(format!("opening the key vault: {error}")))?;
     let coordinator_slot = ActorSlot::default();
     let coordinator_child = {
-        let vault = KeyVault::from_config(
-            config.key_encryption_key.as_ref().map(|key| *key.expose()),
-            &config.database_path,
-        )
-        .map_err(|error| DaemonError::Actors(format!("opening the key vault: {error}")))?;
+        let vault = vault.clone();
         let context = RunContext {
             store: store.clone(),
             chain: chain_slot.clone(),
@@ -326,12 +337,44 @@ async fn start_after_socket(
             (RunCoordinator, context.clone())
         })
     };
+    let key_maintenance_slot = ActorSlot::default();
+    let key_maintenance_child = {
+        let args = KeyMaintenanceArgs {
+            store: store.clone(),
+            openrouter: openrouter_slot.clone(),
+            vault: vault.clone(),
+            rotation_after: Duration::from_secs(u64::from(config.key_rotation_days) * 86_400),
+            rotation_check_interval: ROTATION_CHECK_INTERVAL,
+            call_timeout: POOL_CALL_TIMEOUT,
+        };
+        ChildSpec::new("keys", key_maintenance_slot.clone(), move || {
+            (KeyMaintenance, args.clone())
+        })
+    };
+    let scheduler_slot = ActorSlot::default();
+    let scheduler_child = {
+        let args = SchedulerArgs {
+            store: store.clone(),
+            coordinator: coordinator_slot.clone(),
+            openrouter: openrouter_slot.clone(),
+            usage_poll_interval: config.usage_poll_interval,
+            usage_retention: USAGE_RETENTION,
+            min_cron_interval_hours: config.min_cron_interval_hours,
+            clock: Clock::system(),
+        };
+        ChildSpec::new("scheduler", scheduler_slot.clone(), move || {
+            (Scheduler, args.clone())
+        })
+    };
+    // The scheduler starts last and stops first: no run is started while the rest shuts down.
     let children: Vec<Arc<dyn SupervisedChild>> = vec![
         Arc::new(health_child),
         Arc::new(openrouter_child),
         Arc::new(chain_child),
         Arc::new(pool_child),
         Arc::new(coordinator_child),
+        Arc::new(key_maintenance_child),
+        Arc::new(scheduler_child),
     ];
     let spawned = Actor::spawn(
         None,
@@ -360,6 +403,8 @@ async fn start_after_socket(
         chain: chain_slot,
         pool: pool_slot,
         coordinator: coordinator_slot,
+        scheduler: scheduler_slot,
+        key_maintenance: key_maintenance_slot,
         restart_counts,
         breakers,
         health_reports,

@@ -255,29 +255,44 @@ impl Actor for RunCoordinator {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.workers.remove(&cell.get_id());
-            }
-            SupervisionEvent::ActorFailed(cell, error) => {
-                let Some((run_id, restarts)) = state.workers.remove(&cell.get_id()) else {
+        let (cell, error) = match event {
+            // A worker stops itself once its run is COMPLETE or FAILED; stopped (or killed) with
+            // its run still in flight, it died like one that panicked.
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let Some((run_id, _)) = state.workers.get(&cell.get_id()) else {
                     return Ok(());
                 };
-                if restarts < state.context.policy.max_worker_restarts {
-                    tracing::warn!(runId = %run_id, error = %error, restarts, "run worker died, restarting from the checkpoint");
-                    spawn_worker(&myself, state, run_id, restarts + 1).await;
-                } else {
-                    tracing::error!(runId = %run_id, error = %error, "run worker keeps dying, failing the run");
-                    fail_current(
-                        &state.context,
-                        &run_id,
-                        "WORKER_CRASHED",
-                        &format!("the run worker died {} times: {error}", restarts + 1),
-                    )
-                    .await;
+                match state.context.store.run(run_id).await {
+                    Ok(Some(run)) if !run.state.is_terminal() => {}
+                    _ => {
+                        state.workers.remove(&cell.get_id());
+                        return Ok(());
+                    }
                 }
+                let reason = reason.unwrap_or_else(|| "stopped".to_string());
+                (
+                    cell,
+                    format!("terminated ({reason}) with its run in flight"),
+                )
             }
-            _ => {}
+            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
+            _ => return Ok(()),
+        };
+        let Some((run_id, restarts)) = state.workers.remove(&cell.get_id()) else {
+            return Ok(());
+        };
+        if restarts < state.context.policy.max_worker_restarts {
+            tracing::warn!(runId = %run_id, error = %error, restarts, "run worker died, restarting from the checkpoint");
+            spawn_worker(&myself, state, run_id, restarts + 1).await;
+        } else {
+            tracing::error!(runId = %run_id, error = %error, "run worker keeps dying, failing the run");
+            fail_current(
+                &state.context,
+                &run_id,
+                "WORKER_CRASHED",
+                &format!("the run worker died {} times: {error}", restarts + 1),
+            )
+            .await;
         }
         Ok(())
     }
@@ -404,8 +419,12 @@ async fn resume(
                 run_id: run_id.to_string(),
             })
         })?;
+    // The run leaves FAILED first: a lease is only granted to a run in flight (`acquire_lease`
+    // refuses a terminal one), and `resume` itself refuses while the strategy has another active
+    // run.
+    let resumed = context.store.resume(run_id, "coordinator").await?;
     let policy = &context.policy;
-    if !context
+    let leased = context
         .store
         .acquire_lease(
             &run.strategy_id,
@@ -413,14 +432,33 @@ async fn resume(
             &policy.instance_id,
             policy.lease_ttl,
         )
-        .await?
-    {
-        return Err(CoordinatorError::Run(RunError::RunInProgress {
-            strategy_id: run.strategy_id,
-            active_run_id: None,
-        }));
+        .await;
+    match leased {
+        Ok(true) => {}
+        Ok(false) => {
+            fail_current(
+                context,
+                run_id,
+                "RUN_IN_PROGRESS",
+                "another instance holds this strategy's run lease",
+            )
+            .await;
+            return Err(CoordinatorError::Run(RunError::RunInProgress {
+                strategy_id: run.strategy_id,
+                active_run_id: None,
+            }));
+        }
+        Err(error) => {
+            // Not left in flight without a worker: failed again, resumable again.
+            let code = if matches!(&error, RunError::Store(store) if store.is_locked()) {
+                "DB_LOCKED"
+            } else {
+                "DB_ERROR"
+            };
+            fail_current(context, run_id, code, &error.to_string()).await;
+            return Err(error.into());
+        }
     }
-    let resumed = context.store.resume(run_id, "coordinator").await?;
     spawn_worker(myself, state, run_id.to_string(), 0).await;
     Ok(StartedRun {
         run_id: run_id.to_string(),

@@ -19,11 +19,13 @@ mod tests;
 
 pub mod allocations;
 pub mod audit;
+pub mod key_queries;
 pub mod keys;
 pub mod pool;
 pub mod runs;
 pub mod strategies;
 pub mod transactions;
+pub mod usage;
 
 /// The migrations compiled into the binary: `(version, description, sql)`, in version order.
 ///

@@ -113,6 +113,60 @@ async fn mints_already_claimed(
         .collect())
 }
 
+/// The signatures this run's audit log already has an `action` entry for (so a resumed phase
+/// does not log the same landing twice).
+async fn audited_signatures(
+    context: &RunContext,
+    run: &Run,
+    action: &str,
+) -> Result<HashSet<String>, PhaseError> {
+    Ok(context
+        .store
+        .audit_for_run(&run.run_id)
+        .await?
+        .into_iter()
+        .filter(|entry| entry.action == action)
+        .filter_map(|entry| entry.tx_signature)
+        .collect())
+}
+
+/// Claims one position exactly once (a claim an earlier attempt sent is settled, not re-sent)
+/// and logs each landing not logged yet.
+async fn claim_mint(
+    context: &RunContext,
+    actor: &ractor::ActorRef<chain::ChainMsg>,
+    run: &Run,
+    mint: Pubkey,
+    audited: &HashSet<String>,
+) -> Result<chain::ClaimOutcome, PhaseError> {
+    let outcome = chain::claim_position(actor, &run.run_id, mint, context.policy.call_timeout)
+        .await
+        .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+    for landed in &outcome.transactions {
+        if audited.contains(&landed.signature.to_string()) {
+            continue;
+        }
+        context
+            .store
+            .append_audit(
+                &AuditEntry::new("claim_landed")
+                    .run(&run.run_id)
+                    .strategy(&run.strategy_id)
+                    .phase(RunState::Claiming.as_str())
+                    .actor("worker")
+                    .tx_signature(landed.signature.to_string())
+                    .details(json!({
+                        "mint": mint.to_string(),
+                        "lamportDelta": landed.effects.lamport_delta,
+                        "feeLamports": landed.effects.fee,
+                        "slot": landed.slot,
+                    })),
+            )
+            .await?;
+    }
+    Ok(outcome)
+}
+
 /// CLAIMING: below the threshold the run completes as skipped; otherwise positions are claimed,
 /// largest first, as long as `MAX_CLAIMABLE_SOL_PER_RUN` is not passed. Claimed = the signer's
 /// measured lamport delta.
@@ -168,8 +222,22 @@ pub(super) async fn claim(
         )
         .await;
     }
-    let mut selected: Vec<(Pubkey, u64)> = Vec::new();
+    // What earlier attempts of this run sent is settled first (never sent again): it was planned
+    // within the cap then, so it counts against the cap now, at what the claims took from the
+    // positions (the measured delta plus the fees paid out of it). Otherwise a resume would plan
+    // the rest against the whole cap again and claim more than an uninterrupted run.
+    let mut claimed: i64 = 0;
     let mut planned: u64 = 0;
+    let audited = audited_signatures(context, run, "claim_landed").await?;
+    for mint in &already {
+        let outcome = claim_mint(context, &actor, run, *mint, &audited).await?;
+        claimed = claimed.saturating_add(outcome.claimed_lamports);
+        let taken = outcome
+            .claimed_lamports
+            .saturating_add(i64::try_from(outcome.fees_lamports).unwrap_or(i64::MAX));
+        planned = planned.saturating_add(u64::try_from(taken).unwrap_or(0));
+    }
+    let mut selected: Vec<(Pubkey, u64)> = Vec::new();
     for position in positions.iter().filter(|p| p.claimable_lamports > 0) {
         if already.contains(&position.base_mint) {
             continue;
@@ -187,6 +255,7 @@ pub(super) async fn claim(
         "plannedLamports": planned.to_string(),
         "positions": selected.iter().map(|(mint, lamports)| json!({"mint": mint.to_string(), "lamports": lamports.to_string()})).collect::<Vec<_>>(),
         "resumedMints": already.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "resumedClaimedLamports": claimed.to_string(),
         "dryRun": run.dry_run,
     }))
     .await?;
@@ -205,35 +274,8 @@ pub(super) async fn claim(
         )
         .await;
     }
-    let mints: BTreeSet<Pubkey> = already
-        .iter()
-        .copied()
-        .chain(selected.iter().map(|(mint, _)| *mint))
-        .collect();
-    let mut claimed: i64 = 0;
-    for mint in mints {
-        let outcome = chain::claim_position(&actor, &run.run_id, mint, context.policy.call_timeout)
-            .await
-            .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
-        for landed in &outcome.transactions {
-            context
-                .store
-                .append_audit(
-                    &AuditEntry::new("claim_landed")
-                        .run(&run.run_id)
-                        .strategy(&run.strategy_id)
-                        .phase(RunState::Claiming.as_str())
-                        .actor("worker")
-                        .tx_signature(landed.signature.to_string())
-                        .details(json!({
-                            "mint": mint.to_string(),
-                            "lamportDelta": landed.effects.lamport_delta,
-                            "feeLamports": landed.effects.fee,
-                            "slot": landed.slot,
-                        })),
-                )
-                .await?;
-        }
+    for (mint, _) in &selected {
+        let outcome = claim_mint(context, &actor, run, *mint, &audited).await?;
         claimed = claimed.saturating_add(outcome.claimed_lamports);
     }
     let outputs = PhaseOutputs {
@@ -535,32 +577,12 @@ pub(super) async fn provision(
     }
     let pending = context.store.pending_allocations(&run.run_id).await?;
     let mut outcome = provision::Tally::default();
-    let mut orphans = provision::OrphanIndex::default();
+    let orphans = provision::SharedOrphans::default();
     for allocation in &pending {
-        match provision::apply(context, run, strategy, allocation, &mut orphans).await {
-            Ok(applied) => outcome.count(applied),
-            Err(error) => {
-                context
-                    .store
-                    .mark_allocation_failed(
-                        allocation.id,
-                        &format!("{}: {}", error.code, error.detail),
-                    )
-                    .await?;
-                audit(
-                    context,
-                    run,
-                    RunState::Provisioning,
-                    "key_failed",
-                    json!({
-                        "wallet": allocation.holder_wallet,
-                        "code": error.code,
-                        "detail": error.detail,
-                    }),
-                )
-                .await?;
-                outcome.failed.push(error);
-            }
+        match provision::apply_once(context, run, strategy, allocation.id, orphans.clone()).await? {
+            provision::Attempt::Applied(applied) => outcome.count(applied),
+            provision::Attempt::AlreadyApplied => {}
+            provision::Attempt::Failed(error) => outcome.failed.push(error),
         }
     }
     if let Some(first) = outcome.failed.first() {
@@ -574,9 +596,11 @@ pub(super) async fn provision(
             ),
         ));
     }
+    // Over every attempt of the run, not only this pass.
+    let (created, updated) = provision::run_totals(context, run).await?;
     let outputs = PhaseOutputs {
-        keys_created: Some(outcome.created),
-        keys_updated: Some(outcome.updated),
+        keys_created: Some(created),
+        keys_updated: Some(updated),
         keys_failed: Some(0),
         ..PhaseOutputs::default()
     };
@@ -586,19 +610,28 @@ pub(super) async fn provision(
         RunState::Provisioning,
         "provisioned",
         json!({
-            "created": outcome.created,
-            "updated": outcome.updated,
-            "adopted": outcome.adopted,
+            "created": created,
+            "updated": updated,
+            "thisPass": {
+                "created": outcome.created,
+                "updated": outcome.updated,
+                "adopted": outcome.adopted,
+                "allocations": pending.len(),
+            },
             "at": Utc::now().to_rfc3339(),
         }),
     )
     .await?;
-    commit(
+    let committed = commit(
         context,
         run,
         RunState::Provisioning,
         RunState::Complete,
         &outputs,
     )
-    .await
+    .await;
+    if committed.is_ok() {
+        provision::forget_allocation_locks(&run.run_id);
+    }
+    committed
 }

@@ -2,11 +2,20 @@
 //! stored before OpenRouter is called, so a retry sends the same value; a holder without a key
 //! gets one with a deterministic name, and a key of that name left by a crash is adopted rather
 //! than duplicated; a new key's one-time plaintext is sealed in the vault before it is stored.
+//!
+//! Each allocation is applied in a task of its own ([`apply_once`]) under a per-allocation lock:
+//! a worker killed in the middle of an OpenRouter call does not cancel the call (it runs in the
+//! OpenRouterActor), so the task goes on to record what OpenRouter answered, and the restarted
+//! worker waits for it before it looks at that allocation again. Without this, a creation still
+//! in flight is invisible to the restarted worker's orphan lookup and the holder gets two keys.
 
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex as StdMutex, PoisonError};
+use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::json;
+use tokio::sync::Mutex;
 
 use super::RunContext;
 use super::phases::{PhaseError, audit};
@@ -48,31 +57,211 @@ impl Tally {
     }
 }
 
+/// The run's key counts over all its attempts (a resumed pass applies only what was left): keys
+/// created = holders with a `key_created` entry in the run's audit log; updated = the other
+/// applied allocations (top-ups and adoptions).
+pub(super) async fn run_totals(context: &RunContext, run: &Run) -> Result<(u64, u64), PhaseError> {
+    let applied: std::collections::HashSet<String> = context
+        .store
+        .allocations_for_run(&run.run_id)
+        .await?
+        .into_iter()
+        .filter(|allocation| {
+            !allocation.dry_run
+                && allocation.status == crate::store::allocations::AllocationStatus::Applied
+        })
+        .map(|allocation| allocation.holder_wallet)
+        .collect();
+    let created: std::collections::HashSet<String> = context
+        .store
+        .audit_for_run(&run.run_id)
+        .await?
+        .into_iter()
+        .filter(|entry| entry.action == "key_created")
+        .filter_map(|entry| {
+            entry
+                .details
+                .get("wallet")
+                .and_then(|wallet| wallet.as_str())
+                .map(str::to_string)
+        })
+        .filter(|wallet| applied.contains(wallet))
+        .collect();
+    let created = created.len() as u64;
+    Ok((created, applied.len() as u64 - created))
+}
+
 /// OpenRouter's keys by name, listed once per provisioning pass and only if a holder has no key:
 /// the only way to find a key created just before a crash.
 #[derive(Default)]
 pub(super) struct OrphanIndex {
-    by_name: Option<HashMap<String, Key>>,
+    /// Every key of a name (a name may have several: an expired or rotated key the ledger still
+    /// knows, or duplicates an older bug left), and when the list was taken.
+    by_name: Option<(HashMap<String, Vec<Key>>, Instant)>,
 }
 
 impl OrphanIndex {
+    /// The key named `name` that the ledger does not know, if any: an orphan to adopt. A key the
+    /// ledger knows (an old key of the holder's, no longer current) is not one.
     async fn find(&mut self, context: &RunContext, name: &str) -> Result<Option<Key>, PhaseError> {
         if self.by_name.is_none() {
+            let taken_at = Instant::now();
             let actor = context.openrouter()?;
             let keys = openrouter::list_all_keys(&actor, false, context.policy.call_timeout)
                 .await
                 .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
-            self.by_name = Some(
-                keys.into_iter()
-                    .map(|key| (key.name.clone(), key))
-                    .collect(),
-            );
+            let mut by_name: HashMap<String, Vec<Key>> = HashMap::new();
+            for key in keys {
+                by_name.entry(key.name.clone()).or_default().push(key);
+            }
+            self.by_name = Some((by_name, taken_at));
         }
-        Ok(self
+        let candidates = self
             .by_name
             .as_ref()
-            .and_then(|keys| keys.get(name))
-            .cloned())
+            .and_then(|(keys, _)| keys.get(name))
+            .cloned()
+            .unwrap_or_default();
+        let mut unknown = Vec::new();
+        for key in candidates {
+            if context.store.key_by_hash(&key.hash).await?.is_none() {
+                unknown.push(key);
+            }
+        }
+        if unknown.len() > 1 {
+            tracing::warn!(
+                name,
+                orphans = unknown.len(),
+                "several unrecorded keys share a holder's name; adopting one, reconcile reports the rest"
+            );
+        }
+        Ok(unknown.into_iter().next())
+    }
+
+    /// Forgets the list if it was taken before `at` (something may have created a key since).
+    fn forget_if_older_than(&mut self, at: Instant) {
+        if self
+            .by_name
+            .as_ref()
+            .is_some_and(|(_, taken_at)| *taken_at < at)
+        {
+            self.by_name = None;
+        }
+    }
+}
+
+/// The orphan index of one provisioning pass, shared with its application tasks.
+pub(super) type SharedOrphans = Arc<Mutex<OrphanIndex>>;
+
+/// One lock per (run, allocation), process-wide. It holds when its last holder finished: a
+/// holder that finished after the orphan index was listed may have created a key the list lacks.
+type AllocationLock = Arc<Mutex<Option<Instant>>>;
+
+static ALLOCATION_LOCKS: LazyLock<StdMutex<HashMap<(String, i64), AllocationLock>>> =
+    LazyLock::new(|| StdMutex::new(HashMap::new()));
+
+fn allocation_lock(run_id: &str, allocation_id: i64) -> AllocationLock {
+    ALLOCATION_LOCKS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry((run_id.to_string(), allocation_id))
+        .or_default()
+        .clone()
+}
+
+/// Drops the run's allocation locks once its provisioning is done (none is held then).
+pub(super) fn forget_allocation_locks(run_id: &str) {
+    ALLOCATION_LOCKS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|(run, _), _| run != run_id);
+}
+
+/// What became of one allocation in [`apply_once`].
+pub(super) enum Attempt {
+    Applied(Applied),
+    /// Applied before this pass looked at it (by an earlier worker's task).
+    AlreadyApplied,
+    /// Not applied; recorded on the allocation (`failed`) and in the audit log.
+    Failed(PhaseError),
+}
+
+/// Applies the allocation `allocation_id` once, in a task that outlives the caller (see the module
+/// documentation): it waits for any earlier application of the same allocation, re-reads the row,
+/// applies it if still open and records a failure on the row. `Err` only when the store fails.
+pub(super) async fn apply_once(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+    allocation_id: i64,
+    orphans: SharedOrphans,
+) -> Result<Attempt, PhaseError> {
+    let lock = allocation_lock(&run.run_id, allocation_id);
+    let (context, run, strategy) = (context.clone(), run.clone(), strategy.clone());
+    let task = tokio::spawn(async move {
+        let mut finished = lock.lock_owned().await;
+        let outcome = apply_locked(
+            &context,
+            &run,
+            &strategy,
+            allocation_id,
+            &orphans,
+            *finished,
+        )
+        .await;
+        *finished = Some(Instant::now());
+        outcome
+    });
+    task.await.unwrap_or_else(|error| {
+        Err(PhaseError::new(
+            "PROVISION_TASK_FAILED",
+            format!("applying allocation {allocation_id} panicked: {error}"),
+        ))
+    })
+}
+
+async fn apply_locked(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+    allocation_id: i64,
+    orphans: &SharedOrphans,
+    previous_finished: Option<Instant>,
+) -> Result<Attempt, PhaseError> {
+    let Some(allocation) = context.store.allocation(allocation_id).await? else {
+        return Err(PhaseError::new(
+            "DB_ERROR",
+            format!("allocation {allocation_id} vanished"),
+        ));
+    };
+    if !allocation.status.is_open() {
+        return Ok(Attempt::AlreadyApplied);
+    }
+    let mut orphans = orphans.lock().await;
+    if let Some(at) = previous_finished {
+        orphans.forget_if_older_than(at);
+    }
+    match apply(context, run, strategy, &allocation, &mut orphans).await {
+        Ok(applied) => Ok(Attempt::Applied(applied)),
+        Err(error) => {
+            context
+                .store
+                .mark_allocation_failed(allocation.id, &format!("{}: {}", error.code, error.detail))
+                .await?;
+            audit(
+                context,
+                run,
+                RunState::Provisioning,
+                "key_failed",
+                json!({
+                    "wallet": allocation.holder_wallet,
+                    "code": error.code,
+                    "detail": error.detail,
+                }),
+            )
+            .await?;
+            Ok(Attempt::Failed(error))
+        }
     }
 }
 
@@ -102,6 +291,11 @@ pub(super) async fn apply(
     let store = &context.store;
     let wallet = &allocation.holder_wallet;
     if let Some(key) = store.current_key(&run.strategy_id, wallet).await? {
+        // An earlier attempt of this allocation went the creation way (a target stored without a
+        // key) and recorded this key (created or adopted) before it was cut off: this finishes
+        // that creation; the stored target is the key's whole limit, not a top-up on top of it.
+        let finishes_creation =
+            allocation.target_limit_micro_usd.is_some() && allocation.key_hash.is_none();
         // Top-up: the new absolute limit, stored first; a retry after a crash finds it stored and
         // sends the same number instead of adding the grant again.
         let wanted = key
@@ -133,16 +327,25 @@ pub(super) async fn apply(
             context,
             run,
             RunState::Provisioning,
-            "key_topped_up",
+            if finishes_creation {
+                "key_created"
+            } else {
+                "key_topped_up"
+            },
             json!({
                 "wallet": wallet,
                 "keyHash": hash,
                 "grantMicroUsd": allocation.grant_micro_usd,
                 "limitMicroUsd": target.target_limit_micro_usd,
+                "finishesInterruptedCreation": finishes_creation,
             }),
         )
         .await?;
-        return Ok(Applied::ToppedUp);
+        return Ok(if finishes_creation {
+            Applied::Created
+        } else {
+            Applied::ToppedUp
+        });
     }
 
     let wanted = allocation.grant_micro_usd.min(spec.max_key_limit_micro_usd);
