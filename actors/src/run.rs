@@ -262,6 +262,11 @@ impl Actor for RunCoordinator {
                 let Some((run_id, _)) = state.workers.get(&cell.get_id()) else {
                     return Ok(());
                 };
+                if reason.as_deref() == Some(LEASE_LOST) {
+                    // Another instance drives the run now; restarting would fight it.
+                    state.workers.remove(&cell.get_id());
+                    return Ok(());
+                }
                 match state.context.store.run(run_id).await {
                     Ok(Some(run)) if !run.state.is_terminal() => {}
                     _ => {
@@ -520,6 +525,9 @@ async fn fail_current(context: &RunContext, run_id: &str, code: &str, detail: &s
     }
 }
 
+/// The stop reason of a worker whose run another instance took over.
+const LEASE_LOST: &str = "lease lost";
+
 /// Drives one run from its checkpoint to COMPLETE or FAILED, then stops.
 pub struct RunWorker;
 
@@ -557,8 +565,8 @@ impl Actor for RunWorker {
             RunWorkerMsg::Drive => {
                 let span = tracing::info_span!("run", runId = %state.run_id);
                 let _entered = span.enter();
-                drive(&state.context, &state.run_id).await;
-                myself.stop(None);
+                let reason = drive(&state.context, &state.run_id).await;
+                myself.stop(reason.map(str::to_string));
             }
         }
         Ok(())
@@ -567,14 +575,14 @@ impl Actor for RunWorker {
 
 /// Runs phases until the run is COMPLETE or FAILED. A phase error fails the run in that phase
 /// (`error_failed_state`), so resume re-enters exactly it.
-async fn drive(context: &RunContext, run_id: &str) {
+async fn drive(context: &RunContext, run_id: &str) -> Option<&'static str> {
     loop {
         let run = match context.store.run(run_id).await {
             Ok(Some(run)) => run,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(error) => {
                 tracing::error!(error = %error, "cannot read the run");
-                return;
+                return None;
             }
         };
         if run.state.is_terminal() {
@@ -583,10 +591,10 @@ async fn drive(context: &RunContext, run_id: &str) {
                 .release_lease(&run.strategy_id, run_id, &context.policy.instance_id)
                 .await;
             tracing::info!(state = run.state.as_str(), "run finished");
-            return;
+            return None;
         }
         let policy = &context.policy;
-        let _ = context
+        match context
             .store
             .renew_lease(
                 &run.strategy_id,
@@ -594,7 +602,22 @@ async fn drive(context: &RunContext, run_id: &str) {
                 &policy.instance_id,
                 policy.lease_ttl,
             )
-            .await;
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another instance took the lease over (ours expired): it drives the run now, and
+                // two drivers could send what one already sent. Step back without touching it.
+                tracing::warn!("run lease lost to another instance, stopping this worker");
+                return Some(LEASE_LOST);
+            }
+            Err(error) => {
+                // The store is unreachable: nothing can be checkpointed either, so stop; the run
+                // stays in flight and is picked up again when the coordinator restarts.
+                tracing::error!(error = %error, "cannot renew the run lease, stopping this worker");
+                return None;
+            }
+        }
         let strategy = match context.store.stored_strategy(&run.strategy_id).await {
             Ok(Some(strategy)) => strategy,
             Ok(None) => {

@@ -349,3 +349,65 @@ async fn the_kill_switch_and_the_daily_cap_record_failed_runs_with_their_codes()
     assert_eq!(run.error_code.as_deref(), Some("DAILY_LIMIT"));
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_lost_its_lease_steps_back_instead_of_racing_the_new_holder() {
+    use creditbrain::sandbox::faults::{FaultRule, Latency};
+
+    let pipeline = Pipeline::start(&[]).await;
+    let store = pipeline.daemon.handle.store.clone();
+    // The swap's quote takes a second: time to take the lease over mid-phase.
+    pipeline.sandbox.faults.add_rule(FaultRule {
+        fake: "bags".into(),
+        route: Some("GET /api/v1/trade/quote".into()),
+        latency: Some(Latency::Fixed { ms: 1_000 }),
+        mode: None,
+    });
+    let started = start_run(
+        &pipeline.coordinator(),
+        &pipeline.strategy_id,
+        TriggeredBy::Manual,
+        None,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(30), || async {
+        let run = store.run(&started.run_id).await.unwrap().unwrap();
+        (run.state == RunState::Swapping).then_some(())
+    })
+    .await;
+    // Another instance takes the lease over (as it may once ours has expired).
+    sqlx::query("UPDATE run_leases SET instance_id = 'other-instance' WHERE run_id = ?")
+        .bind(&started.run_id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    // The swap finishes, then the worker sees the lease gone and does not start ALLOCATING.
+    eventually(Duration::from_secs(30), || async {
+        let run = store.run(&started.run_id).await.unwrap().unwrap();
+        (run.state == RunState::Allocating).then_some(())
+    })
+    .await;
+    let coordinator = pipeline.coordinator();
+    eventually(Duration::from_secs(10), || async {
+        let active = ractor::call_t!(coordinator, CoordinatorMsg::ActiveRuns, 1_000).unwrap();
+        active.is_empty().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = store.run(&started.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        run.state,
+        RunState::Allocating,
+        "left to the lease holder, not failed"
+    );
+    assert!(
+        store
+            .allocations_for_run(&run.run_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    pipeline.stop().await;
+}
