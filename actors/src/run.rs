@@ -2,6 +2,7 @@
 //! per strategy), records every run — blocked ones too — and supervises one RunWorker per run,
 //! which drives the phases from the run's checkpoint and is restarted if it panics.
 
+pub mod allowance;
 pub mod phases;
 pub mod provision;
 

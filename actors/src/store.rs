@@ -18,6 +18,7 @@ use sqlx::sqlite::{
 mod tests;
 
 pub mod allocations;
+pub mod allowance;
 pub mod audit;
 pub mod key_queries;
 pub mod keys;

@@ -1,6 +1,7 @@
-//! ChainActor: everything the pipeline does on Bags, Solana and Helius — fee positions, claims and
-//! swaps sent exactly once through the transaction protocol, and holder snapshots — behind one
-//! mailbox that never waits on the network (each request runs in a task and replies from it).
+//! ChainActor: everything the pipeline does on Bags, Solana and Helius — fee positions, claims
+//! (positions and partner fees) and swaps sent exactly once through the transaction protocol,
+//! and holder snapshots — behind one mailbox that never waits on the network (each request runs
+//! in a task and replies from it).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use solana_sdk::pubkey::Pubkey;
 use solana_sdk::signature::{Keypair, Signer};
 use tokio::task::JoinSet;
 
-use super::bags::{BagsClient, BagsError, ClaimablePosition};
+use super::bags::{BagsClient, BagsError, ClaimablePosition, PartnerStats, UnsignedTransaction};
 use super::helius::{HeliusClient, HeliusError, HolderFilters, HolderSnapshot};
 use super::protocol::{
     BuiltTx, LandedTx, SubmitOptions, TxError, TxPurpose, settle_pending, submit_once,
@@ -44,6 +45,23 @@ pub const BAGS_CLAIM_PROGRAMS: [Pubkey; 4] = [
 /// At most this many claim transactions per position and run: Bags normally builds one to three;
 /// more means it keeps offering the same fees, and looping would only burn fees.
 const MAX_CLAIM_TRANSACTIONS_PER_POSITION: u32 = 8;
+
+/// The purpose prefix of partner-fee claim transactions: `partner:<n>`, `n` counting every
+/// partner transaction of the run in the order it was sent.
+pub const PARTNER_PURPOSE_PREFIX: &str = "partner:";
+
+/// A partner claim list longer than this is refused before anything is signed: Bags builds a
+/// few (pool claims, then the vault withdrawal); a long list would only burn fees.
+const MAX_PARTNER_TRANSACTIONS_PER_BATCH: usize = 16;
+
+/// The internal build error of a partner transaction that may not be rebuilt: its list (batch)
+/// is abandoned and a fresh one fetched from Bags.
+const PARTNER_BATCH_BROKEN: &str = "PARTNER_BATCH_BROKEN";
+
+/// `n` of a `partner:<n>` purpose; `None` for any other purpose.
+pub fn partner_purpose_index(purpose: &str) -> Option<u32> {
+    purpose.strip_prefix(PARTNER_PURPOSE_PREFIX)?.parse().ok()
+}
 
 pub struct ChainActor;
 
@@ -91,6 +109,14 @@ pub enum ChainMsg {
     ClaimPosition {
         run_id: String,
         base_mint: Pubkey,
+        reply: Reply<ClaimOutcome>,
+    },
+    /// The signer's partner-config fees on Bags (claimed and unclaimed lamports).
+    PartnerStats(Reply<PartnerStats>),
+    /// Claims the signer's partner-config fees for the run: every transaction of Bags' list sent
+    /// exactly once, in Bags' order, each landed before the next (the last withdraws the vault).
+    ClaimPartnerFees {
+        run_id: String,
         reply: Reply<ClaimOutcome>,
     },
     /// Swaps `lamports` of SOL to USDC, exactly once for the run.
@@ -252,6 +278,16 @@ impl Actor for ChainActor {
             } => {
                 state.in_flight.spawn(async move {
                     let _ = reply.send(context.claim_position(&run_id, &base_mint).await);
+                });
+            }
+            ChainMsg::PartnerStats(reply) => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(context.partner_stats().await);
+                });
+            }
+            ChainMsg::ClaimPartnerFees { run_id, reply } => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(context.claim_partner_fees(&run_id).await);
                 });
             }
             ChainMsg::Swap {
@@ -431,6 +467,160 @@ impl ChainArgs {
         }))
     }
 
+    async fn partner_stats(&self) -> Result<PartnerStats, ChainError> {
+        let partner = self.signer_pubkey();
+        resilience::call(&self.retry, &self.breakers.bags, || {
+            self.bags.partner_stats(&partner)
+        })
+        .await
+        .map_err(ChainError::Bags)
+    }
+
+    /// Bags' partner claim list now, in Bags' order (the last one withdraws the vault).
+    async fn partner_claim_list(&self) -> Result<Vec<UnsignedTransaction>, ChainError> {
+        let partner = self.signer_pubkey();
+        let transactions = resilience::call(&self.retry, &self.breakers.bags, || {
+            self.bags.partner_claim_transactions(&partner)
+        })
+        .await
+        .map_err(ChainError::Bags)?;
+        if transactions.len() > MAX_PARTNER_TRANSACTIONS_PER_BATCH {
+            return Err(ChainError::Transaction(TxError::Build {
+                code: "BAGS_REJECTED",
+                message: format!(
+                    "bags built {} partner claim transactions, more than the {} accepted",
+                    transactions.len(),
+                    MAX_PARTNER_TRANSACTIONS_PER_BATCH
+                ),
+            }));
+        }
+        Ok(transactions)
+    }
+
+    /// Claims the signer's partner-config fees for a run.
+    ///
+    /// Bags' list is sent as one batch: transaction `i` gets purpose `partner:<n>` (numbered over
+    /// the run) and must land before `i + 1` is sent, so the last one, the vault withdrawal, lands
+    /// last. A sent transaction is never rebuilt from a later list (a list's positions mean
+    /// nothing in another list): when one expires, its batch is abandoned and a fresh list is
+    /// fetched, whose transactions get new purposes. Bags builds the list from the chain's
+    /// state, so the fresh list holds what is left to do. At most `1 + max_rebuilds` batches per
+    /// call (`TX_EXPIRED` after).
+    ///
+    /// A resumed call first settles every `partner:<n>` the run already sent (pending ones
+    /// re-sent as the same bytes, never rebuilt). It sends a new batch only when none of them
+    /// brought SOL in: Bags documents that SOL arrives only with the final transaction, so a
+    /// landed partner transaction with a positive lamport delta is the withdrawal, and the claim
+    /// is done. Claimed = the sum of the measured lamport deltas (net of every step's fee).
+    async fn claim_partner_fees(&self, run_id: &str) -> Result<ClaimOutcome, ChainError> {
+        self.check_rpc_available()?;
+        let as_tx_error = |error: TxError| ChainError::Transaction(error);
+        let sent: BTreeSet<u32> = self
+            .store
+            .txs_for_run(run_id)
+            .await
+            .map_err(|error| as_tx_error(TxError::Store(error)))?
+            .iter()
+            .filter(|row| row.phase == TxPhase::Claiming)
+            .filter_map(|row| partner_purpose_index(&row.purpose))
+            .collect();
+        let purpose_of = |n: u32| TxPurpose {
+            run_id: run_id.to_string(),
+            phase: TxPhase::Claiming,
+            purpose: format!("{PARTNER_PURPOSE_PREFIX}{n}"),
+        };
+        let broken = |n: u32| TxError::Build {
+            code: PARTNER_BATCH_BROKEN,
+            message: format!("partner claim transaction {n} did not land; its batch is abandoned"),
+        };
+
+        let mut transactions = Vec::new();
+        let mut withdrawn = false;
+        for &n in &sent {
+            let settle_only = || async move { Err(broken(n)) };
+            match submit_once(
+                &self.store,
+                &self.rpc,
+                &purpose_of(n),
+                &self.submit,
+                settle_only,
+            )
+            .await
+            {
+                Ok(landed) => {
+                    withdrawn |= landed.effects.lamport_delta > 0;
+                    transactions.push(landed);
+                }
+                // Expired or failed in an earlier attempt: its batch stopped there.
+                Err(TxError::Build {
+                    code: PARTNER_BATCH_BROKEN,
+                    ..
+                }) => {}
+                Err(error) => return Err(as_tx_error(error)),
+            }
+        }
+
+        let mut next = sent.last().map_or(0, |n| n + 1);
+        let mut batches: u32 = 0;
+        let expectation = Expectation::PartnerClaim(ClaimExpectation {
+            allowed_programs: self.allowed_programs.clone(),
+            max_priority_fee_lamports: self.max_priority_fee_lamports,
+        });
+        while !withdrawn {
+            let list = self.partner_claim_list().await?;
+            if list.is_empty() {
+                // Nothing (left) to claim.
+                break;
+            }
+            if batches > self.submit.max_rebuilds {
+                return Err(as_tx_error(TxError::Expired { attempts: batches }));
+            }
+            batches += 1;
+            let mut complete = true;
+            for unsigned in list {
+                let n = next;
+                next += 1;
+                let mut first = Some(BuiltTx {
+                    transaction: unsigned.transaction,
+                    last_valid_block_height: unsigned.last_valid_block_height,
+                });
+                let expectation = &expectation;
+                let build = || {
+                    let first = first.take();
+                    async move {
+                        // Only the transaction Bags gave for this place in the batch, once.
+                        let mut built = first.ok_or_else(|| broken(n))?;
+                        inspect_and_sign(&mut built.transaction, &self.signer, expectation)?;
+                        Ok(built)
+                    }
+                };
+                match submit_once(&self.store, &self.rpc, &purpose_of(n), &self.submit, build).await
+                {
+                    Ok(landed) => transactions.push(landed),
+                    Err(TxError::Build {
+                        code: PARTNER_BATCH_BROKEN,
+                        ..
+                    }) => {
+                        complete = false;
+                        break;
+                    }
+                    Err(error) => return Err(as_tx_error(error)),
+                }
+            }
+            withdrawn = complete;
+        }
+        let claimed_lamports = transactions
+            .iter()
+            .map(|landed| landed.effects.lamport_delta)
+            .sum();
+        let fees_lamports = transactions.iter().map(|landed| landed.effects.fee).sum();
+        Ok(ClaimOutcome {
+            transactions,
+            claimed_lamports,
+            fees_lamports,
+        })
+    }
+
     /// Swaps SOL to USDC: quote, Bags-built transaction, guard, sign, send exactly once.
     async fn swap(
         &self,
@@ -540,6 +730,29 @@ pub async fn claim_position(
     ask(actor, timeout, |reply| ChainMsg::ClaimPosition {
         run_id,
         base_mint,
+        reply,
+    })
+    .await
+}
+
+/// The signer's partner-config fees on Bags.
+pub async fn partner_stats(
+    actor: &ActorRef<ChainMsg>,
+    timeout: Duration,
+) -> Result<PartnerStats, ChainError> {
+    ask(actor, timeout, ChainMsg::PartnerStats).await
+}
+
+/// Claims the signer's partner-config fees for a run (every transaction exactly once, in Bags'
+/// order).
+pub async fn claim_partner_fees(
+    actor: &ActorRef<ChainMsg>,
+    run_id: &str,
+    timeout: Duration,
+) -> Result<ClaimOutcome, ChainError> {
+    let run_id = run_id.to_string();
+    ask(actor, timeout, |reply| ChainMsg::ClaimPartnerFees {
+        run_id,
         reply,
     })
     .await

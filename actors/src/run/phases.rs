@@ -167,9 +167,166 @@ async fn claim_mint(
     Ok(outcome)
 }
 
+/// Whether an earlier attempt of this run already sent partner claim transactions (whatever
+/// became of them): a resumed claim settles those before anything is planned or sent.
+async fn partner_claim_started(context: &RunContext, run: &Run) -> Result<bool, PhaseError> {
+    let rows = context.store.txs_for_run(&run.run_id).await?;
+    Ok(rows.iter().any(|row| {
+        row.phase == TxPhase::Claiming && chain::partner_purpose_index(&row.purpose).is_some()
+    }))
+}
+
+/// CLAIMING with `FEE_SOURCE=PARTNER_FEES`: Bags' unclaimed partner fees below the threshold
+/// complete the run as skipped. Partner fees sit in one vault that Bags' last transaction empties
+/// whole, so they cannot be claimed in part: above `MAX_CLAIMABLE_SOL_PER_RUN` nothing is
+/// claimed and the run completes as skipped (`above_claim_cap`) until the operator raises the
+/// cap; the cap stays a true maximum. Otherwise every transaction of Bags' list is sent once,
+/// in order (see `chain::claim_partner_fees`). Claimed = the signer's measured lamport delta.
+///
+/// A resumed run whose earlier attempt sent partner transactions settles and finishes that claim
+/// without planning again: it was planned within the threshold and the cap then, and stopping
+/// now could leave a withdrawal in flight that the run never records.
+async fn claim_partner_fees(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+) -> Result<(), PhaseError> {
+    let spec = &strategy.spec;
+    let actor = context.chain()?;
+    let cap = context.policy.max_claimable_lamports_per_run;
+    let resumed = partner_claim_started(context, run).await?;
+    if resumed {
+        audit(
+            context,
+            run,
+            RunState::Claiming,
+            "claim_planned",
+            json!({"source": "PARTNER_FEES", "resumed": true, "dryRun": run.dry_run}),
+        )
+        .await?;
+    } else {
+        let stats = chain::partner_stats(&actor, context.policy.call_timeout)
+            .await
+            .map_err(|error| {
+                PhaseError::new(error.code(), format!("partner fee stats: {error}"))
+            })?;
+        let unclaimed = stats.unclaimed_lamports;
+        let skipped = if unclaimed < spec.threshold_lamports {
+            Some("below_threshold")
+        } else if unclaimed > cap {
+            Some("above_claim_cap")
+        } else {
+            None
+        };
+        if let Some(reason) = skipped {
+            if reason == "above_claim_cap" {
+                tracing::warn!(runId = %run.run_id, strategyId = %run.strategy_id,
+                    unclaimedLamports = unclaimed, capLamports = cap,
+                    "partner fees above MAX_CLAIMABLE_SOL_PER_RUN are not claimed; raise the cap");
+            }
+            audit(
+                context,
+                run,
+                RunState::Claiming,
+                reason,
+                json!({
+                    "source": "PARTNER_FEES",
+                    "unclaimedLamports": unclaimed.to_string(),
+                    "thresholdLamports": spec.threshold_lamports.to_string(),
+                    "capLamports": cap.to_string(),
+                }),
+            )
+            .await?;
+            let outputs = PhaseOutputs {
+                claimed_lamports: Some(0),
+                skipped_reason: Some(reason.into()),
+                ..PhaseOutputs::default()
+            };
+            return commit(
+                context,
+                run,
+                RunState::Claiming,
+                RunState::Complete,
+                &outputs,
+            )
+            .await;
+        }
+        audit(
+            context,
+            run,
+            RunState::Claiming,
+            "claim_planned",
+            json!({
+                "source": "PARTNER_FEES",
+                "unclaimedLamports": unclaimed.to_string(),
+                "claimedBeforeLamports": stats.claimed_lamports.to_string(),
+                "thresholdLamports": spec.threshold_lamports.to_string(),
+                "capLamports": cap.to_string(),
+                "dryRun": run.dry_run,
+            }),
+        )
+        .await?;
+        if run.dry_run {
+            // Nothing is sent: the run records that nothing was claimed; the plan is logged.
+            let outputs = PhaseOutputs {
+                claimed_lamports: Some(0),
+                ..PhaseOutputs::default()
+            };
+            return commit(
+                context,
+                run,
+                RunState::Claiming,
+                RunState::Swapping,
+                &outputs,
+            )
+            .await;
+        }
+    }
+    let outcome = chain::claim_partner_fees(&actor, &run.run_id, context.policy.call_timeout)
+        .await
+        .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+    let audited = audited_signatures(context, run, "claim_landed").await?;
+    for landed in &outcome.transactions {
+        if audited.contains(&landed.signature.to_string()) {
+            continue;
+        }
+        context
+            .store
+            .append_audit(
+                &AuditEntry::new("claim_landed")
+                    .run(&run.run_id)
+                    .strategy(&run.strategy_id)
+                    .phase(RunState::Claiming.as_str())
+                    .actor("worker")
+                    .tx_signature(landed.signature.to_string())
+                    .details(json!({
+                        "source": "PARTNER_FEES",
+                        "lamportDelta": landed.effects.lamport_delta,
+                        "feeLamports": landed.effects.fee,
+                        "slot": landed.slot,
+                    })),
+            )
+            .await?;
+    }
+    // Net of every step's fee; a claim that only paid fees records 0, like a position claim.
+    let outputs = PhaseOutputs {
+        claimed_lamports: Some(u64::try_from(outcome.claimed_lamports).unwrap_or(0)),
+        ..PhaseOutputs::default()
+    };
+    commit(
+        context,
+        run,
+        RunState::Claiming,
+        RunState::Swapping,
+        &outputs,
+    )
+    .await
+}
+
 /// CLAIMING: below the threshold the run completes as skipped; otherwise positions are claimed,
 /// largest first, as long as `MAX_CLAIMABLE_SOL_PER_RUN` is not passed. Claimed = the signer's
-/// measured lamport delta.
+/// measured lamport delta. `FEE_SOURCE=PARTNER_FEES` claims the partner vault instead
+/// ([`claim_partner_fees`]).
 pub(super) async fn claim(
     context: &RunContext,
     run: &Run,
@@ -177,10 +334,7 @@ pub(super) async fn claim(
 ) -> Result<(), PhaseError> {
     let spec = &strategy.spec;
     if spec.fee_source == FeeSource::PartnerFees {
-        return Err(PhaseError::new(
-            "FEE_SOURCE_UNSUPPORTED",
-            "FEE_SOURCE=PARTNER_FEES is not implemented by the pipeline yet; use CLAIMABLE_POSITIONS",
-        ));
+        return claim_partner_fees(context, run, strategy).await;
     }
     let actor = context.chain()?;
     let mut positions = chain::claimable_positions(&actor, context.policy.call_timeout)
@@ -387,25 +541,22 @@ fn distribution_mode(strategy: &StoredStrategy) -> Mode {
     }
 }
 
-/// ALLOCATING: budget = swapped USDC + carry-over, split by the strategy's mode within the pool's
-/// headroom; rows, carry-over and the state advance commit together. A dry run stores dry-run
-/// rows and leaves carry-over and pool alone.
+/// ALLOCATING: the budget — credits mode: swapped USDC + carry-over; allowance mode: the strategy's
+/// income in the trailing period (`run::allowance`) — is split by the strategy's mode within the
+/// pool's room: balance − reserve − promised credit − grants other runs allocated and have not
+/// applied yet. The room is read under the write lock the rows commit in, so two runs allocating
+/// at once never grant the same money (I1). Rows, carry-over (credits mode only) and the state
+/// advance commit together. A dry run stores dry-run rows and leaves carry-over and pool alone.
 pub(super) async fn allocate(
     context: &RunContext,
     run: &Run,
     strategy: &StoredStrategy,
 ) -> Result<(), PhaseError> {
+    use super::allowance::{committed_elsewhere, period_start, plan_allowances};
+    use crate::store::allowance::{current_keys_on, period_income_on};
+
     let spec = &strategy.spec;
-    if spec.key_limit_reset.is_some() {
-        return Err(PhaseError::new(
-            "ALLOWANCE_MODE_UNSUPPORTED",
-            "allowance mode (KEY_LIMIT_RESET daily/weekly/monthly) is not implemented by the pipeline yet; set the strategy's key limit reset to null (credits mode)",
-        ));
-    }
-    // USDC has 6 decimals: one base unit is one micro-dollar.
-    let swapped = i64::try_from(run.swapped_usdc_base_units.unwrap_or(0)).unwrap_or(i64::MAX);
-    let carry_in = strategy.carry_over_micro_usd;
-    let budget = swapped.saturating_add(carry_in);
+    let allowance = spec.key_limit_reset;
     let pool_actor = context.pool()?;
     let pool = pool_status(
         &pool_actor,
@@ -435,62 +586,163 @@ pub(super) async fn allocate(
             .holders
         }
     };
-    let keys = context
-        .store
-        .keys_for_strategy(&run.strategy_id, &[KeyStatus::Active, KeyStatus::Exhausted])
-        .await?;
-    let current_key_limits: Vec<(Pubkey, i64)> = keys
-        .iter()
-        .filter_map(|key| {
-            Pubkey::from_str(&key.holder_wallet)
-                .ok()
-                .map(|wallet| (wallet, key.limit_micro_usd))
-        })
-        .collect();
-    let allocation = distribution::allocate(&AllocationInput {
+    // From here to the commit the transaction holds SQLite's write lock (BEGIN IMMEDIATE): what
+    // other runs have promised or allocated cannot change under this computation.
+    let mut tx = context.store.begin_write().await?;
+    let committed =
+        committed_elsewhere(&mut tx, &run.run_id, &run.strategy_id, allowance.is_some()).await?;
+    let room = committed.room(pool.status.balance_micro_usd, pool.status.reserve_micro_usd);
+    let headroom = room.max(0);
+    let keys = current_keys_on(&mut tx, &run.strategy_id).await?;
+    let input = AllocationInput {
         mode,
-        budget_micro_usd: budget,
-        pool_headroom_micro_usd: Some(pool.status.headroom_micro_usd),
+        budget_micro_usd: 0,
+        pool_headroom_micro_usd: Some(headroom),
         holders: &holders,
         owner_wallet: spec.owner_wallet,
         custom_weights: &spec.custom_weights,
         max_grant_micro_usd: spec.max_grant_micro_usd,
         max_key_limit_micro_usd: spec.max_key_limit_micro_usd,
-        current_key_limits: &current_key_limits,
+        current_key_limits: &[],
         min_grant_micro_usd: context.policy.min_grant_micro_usd,
-    })
-    .map_err(|error| PhaseError::new("ALLOCATION_INVALID", error.to_string()))?;
-    let rows: Vec<NewAllocation> = allocation
-        .grants
+    };
+    let invalid = |error: distribution::DistributionError| {
+        PhaseError::new("ALLOCATION_INVALID", error.to_string())
+    };
+    let open_grant_runs: Vec<_> = committed
+        .open_runs
         .iter()
-        .map(|grant| NewAllocation {
-            wallet: grant.wallet.to_string(),
-            token_balance: grant.balance,
-            weight: grant.weight,
-            grant_micro_usd: grant.grant_micro_usd,
-            dry_run: run.dry_run,
-        })
+        .map(|(run_id, micro_usd)| json!({"runId": run_id, "microUsd": micro_usd}))
         .collect();
-    let pool_exhausted = pool.status.headroom_micro_usd <= 0 && budget > 0;
+    let mut details = json!({
+        "keyLimitReset": allowance.map(|reset| reset.as_str()),
+        "balanceMicroUsd": pool.status.balance_micro_usd,
+        "reserveMicroUsd": pool.status.reserve_micro_usd,
+        "poolHeadroomMicroUsd": pool.status.headroom_micro_usd,
+        "promisedByKeysMicroUsd": committed.promised_by_keys_micro_usd,
+        "openGrantsMicroUsd": committed.open_grants_micro_usd,
+        "openGrantRuns": open_grant_runs,
+        "supersededRuns": committed.superseded_runs,
+        "headroomMicroUsd": room,
+        "holders": holders.len(),
+        "dryRun": run.dry_run,
+    });
+    let (rows, budget, carry_in, allocated, carry_out, new_carry_over) = match allowance {
+        None => {
+            // USDC has 6 decimals: one base unit is one micro-dollar.
+            let swapped =
+                i64::try_from(run.swapped_usdc_base_units.unwrap_or(0)).unwrap_or(i64::MAX);
+            let carry_in = strategy.carry_over_micro_usd;
+            let budget = swapped.saturating_add(carry_in);
+            let current_key_limits: Vec<(Pubkey, i64)> = keys
+                .iter()
+                .filter_map(|key| {
+                    Pubkey::from_str(&key.holder_wallet)
+                        .ok()
+                        .map(|wallet| (wallet, key.limit_micro_usd))
+                })
+                .collect();
+            let allocation = distribution::allocate(&AllocationInput {
+                budget_micro_usd: budget,
+                current_key_limits: &current_key_limits,
+                ..input
+            })
+            .map_err(invalid)?;
+            let rows: Vec<NewAllocation> = allocation
+                .grants
+                .iter()
+                .map(|grant| NewAllocation {
+                    wallet: grant.wallet.to_string(),
+                    token_balance: grant.balance,
+                    weight: grant.weight,
+                    grant_micro_usd: grant.grant_micro_usd,
+                    dry_run: run.dry_run,
+                })
+                .collect();
+            details["grants"] = json!(allocation.grants.len());
+            details["skipped"] = json!(allocation.skipped.len());
+            (
+                rows,
+                budget,
+                carry_in,
+                allocation.allocated_micro_usd,
+                allocation.carry_over_micro_usd,
+                Some(allocation.carry_over_micro_usd),
+            )
+        }
+        Some(reset) => {
+            let until = Utc::now();
+            let since = period_start(reset, until);
+            let (since, until) = (
+                crate::store::format_timestamp(since),
+                crate::store::format_timestamp(until),
+            );
+            let income = period_income_on(&mut tx, &run.strategy_id, &since, &until).await?;
+            let wallets: Vec<String> = keys.iter().map(|key| key.holder_wallet.clone()).collect();
+            let plan = plan_allowances(
+                &AllocationInput {
+                    budget_micro_usd: income.micro_usd,
+                    ..input
+                },
+                room,
+                &wallets,
+            )
+            .map_err(invalid)?;
+            let rows: Vec<NewAllocation> = plan
+                .rows
+                .iter()
+                .map(|row| NewAllocation {
+                    wallet: row.wallet.clone(),
+                    token_balance: row.balance,
+                    weight: row.weight,
+                    grant_micro_usd: row.allowance_micro_usd,
+                    dry_run: run.dry_run,
+                })
+                .collect();
+            details["period"] = json!({
+                "since": since,
+                "until": until,
+                "runs": income.runs,
+                "incomeMicroUsd": income.micro_usd,
+            });
+            details["requestedMicroUsd"] = json!(plan.scaling.requested_micro_usd);
+            details["scaledDown"] = json!(plan.scaling.scaled);
+            details["cutByPoolMicroUsd"] = json!(plan.scaling.cut_micro_usd);
+            details["allowances"] = json!(plan.rows.len() - plan.ended);
+            details["ended"] = json!(plan.ended);
+            details["skipped"] = json!(plan.split.skipped.len());
+            details["carryOverUnchangedMicroUsd"] = json!(strategy.carry_over_micro_usd);
+            // Carry-over is left alone: the income is a rate, not a balance (`run::allowance`).
+            (
+                rows,
+                income.micro_usd,
+                0,
+                plan.allocated_micro_usd,
+                plan.carry_out_micro_usd(),
+                None,
+            )
+        }
+    };
+    let pool_exhausted = headroom <= 0 && budget > 0;
+    details["budgetMicroUsd"] = json!(budget);
+    details["carryInMicroUsd"] = json!(carry_in);
+    details["allocatedMicroUsd"] = json!(allocated);
+    details["carryOutMicroUsd"] = json!(carry_out);
     let outputs = PhaseOutputs {
         budget_micro_usd: Some(budget),
         carry_in_micro_usd: Some(carry_in),
-        headroom_micro_usd: Some(pool.status.headroom_micro_usd.max(0)),
-        allocated_micro_usd: Some(allocation.allocated_micro_usd),
-        carry_out_micro_usd: Some(allocation.carry_over_micro_usd),
+        headroom_micro_usd: Some(headroom),
+        allocated_micro_usd: Some(allocated),
+        carry_out_micro_usd: Some(carry_out),
         holders_count: Some(holders.len() as u64),
         skipped_reason: pool_exhausted.then(|| "pool_exhausted".to_string()),
         ..PhaseOutputs::default()
     };
-    let mut tx = context.store.begin_write().await?;
     insert_allocations(&mut tx, &run.run_id, &rows).await?;
-    if !run.dry_run {
-        crate::store::strategies::set_carry_over_on(
-            &mut tx,
-            &run.strategy_id,
-            allocation.carry_over_micro_usd,
-        )
-        .await?;
+    if let Some(carry_over) = new_carry_over
+        && !run.dry_run
+    {
+        crate::store::strategies::set_carry_over_on(&mut tx, &run.strategy_id, carry_over).await?;
     }
     advance(
         &mut tx,
@@ -500,6 +752,8 @@ pub(super) async fn allocate(
         &outputs,
     )
     .await?;
+    // One of `store::allowance::ALLOCATION_ACTIONS`, with `keyLimitReset`: PROVISIONING reads the
+    // mode the rows were computed in from it.
     crate::store::audit::append_audit(
         &mut *tx,
         &AuditEntry::new(if pool_exhausted {
@@ -511,17 +765,7 @@ pub(super) async fn allocate(
         .strategy(&run.strategy_id)
         .phase(RunState::Allocating.as_str())
         .actor("worker")
-        .details(json!({
-            "budgetMicroUsd": budget,
-            "carryInMicroUsd": carry_in,
-            "headroomMicroUsd": pool.status.headroom_micro_usd,
-            "allocatedMicroUsd": allocation.allocated_micro_usd,
-            "carryOutMicroUsd": allocation.carry_over_micro_usd,
-            "grants": allocation.grants.len(),
-            "holders": holders.len(),
-            "skipped": allocation.skipped.len(),
-            "dryRun": run.dry_run,
-        })),
+        .details(details),
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -530,11 +774,21 @@ pub(super) async fn allocate(
 
 /// PROVISIONING: each pending allocation applied once (see [`provision`]); per-holder failures
 /// are recorded and fail the run at the end so a resume retries only them.
+///
+/// Rows are applied the way ALLOCATING computed them (the mode in its audit row, not the
+/// strategy's mode now): credits grants are added to the keys' limits, allowances replace them.
+/// Allowances that lower a key's limit (or end it) are applied before those that raise one or
+/// create a key, and none is raised while a lowering failed: during the switch the pool never
+/// holds more than the old and the new allowances' larger sum allows (I1). An allowance run whose
+/// strategy has allocated again since (a later run) applies nothing more: its rows are stale, and
+/// skipped.
 pub(super) async fn provision(
     context: &RunContext,
     run: &Run,
     strategy: &StoredStrategy,
 ) -> Result<(), PhaseError> {
+    let record = context.store.allocation_record(&run.run_id).await?;
+    let allowance = record.and_then(|record| record.allowance);
     if run.dry_run {
         let rows = context.store.allocations_for_run(&run.run_id).await?;
         let mut plan = BTreeMap::new();
@@ -543,10 +797,17 @@ pub(super) async fn provision(
                 .store
                 .current_key(&run.strategy_id, &row.holder_wallet)
                 .await?;
+            let action = match (allowance.is_some(), &current, row.grant_micro_usd) {
+                (true, Some(_), 0) => "end_allowance",
+                (true, Some(_), _) => "set_allowance",
+                (true, None, 0) => "none",
+                (false, Some(_), _) => "top_up",
+                (_, None, _) => "create",
+            };
             plan.insert(
                 row.holder_wallet.clone(),
                 json!({
-                    "action": if current.is_some() { "top_up" } else { "create" },
+                    "action": action,
                     "grantMicroUsd": row.grant_micro_usd,
                     "currentLimitMicroUsd": current.map(|key| key.limit_micro_usd),
                 }),
@@ -557,7 +818,11 @@ pub(super) async fn provision(
             run,
             RunState::Provisioning,
             "provision_planned",
-            json!({"dryRun": true, "keys": plan}),
+            json!({
+                "dryRun": true,
+                "keyLimitReset": allowance.map(|reset| reset.as_str()),
+                "keys": plan,
+            }),
         )
         .await?;
         let outputs = PhaseOutputs {
@@ -575,21 +840,88 @@ pub(super) async fn provision(
         )
         .await;
     }
-    let pending = context.store.pending_allocations(&run.run_id).await?;
+    let mut pending = context.store.pending_allocations(&run.run_id).await?;
+    if let (Some(_), Some(record)) = (allowance, record)
+        && let Some(later) = context
+            .store
+            .later_allocation(&run.strategy_id, &run.run_id, record.audit_id)
+            .await?
+        && !pending.is_empty()
+    {
+        let reason = format!(
+            "superseded: run {later} allocated this strategy's allowances after this run did"
+        );
+        for allocation in &pending {
+            context
+                .store
+                .mark_allocation_skipped(allocation.id, &reason)
+                .await?;
+        }
+        audit(
+            context,
+            run,
+            RunState::Provisioning,
+            "allowances_superseded",
+            json!({"supersededBy": later, "skippedAllocations": pending.len()}),
+        )
+        .await?;
+        pending.clear();
+    }
+    // Allowance mode: lowerings first (see above); credits mode: one pass.
+    let passes: Vec<Vec<_>> = if allowance.is_some() {
+        let limits: BTreeMap<String, i64> = context
+            .store
+            .keys_for_strategy(&run.strategy_id, &[KeyStatus::Active, KeyStatus::Exhausted])
+            .await?
+            .into_iter()
+            .map(|key| (key.holder_wallet, key.limit_micro_usd))
+            .collect();
+        let (lowering, raising): (Vec<_>, Vec<_>) = pending.iter().partition(|allocation| {
+            limits
+                .get(&allocation.holder_wallet)
+                .is_some_and(|limit| allocation.grant_micro_usd <= *limit)
+        });
+        vec![lowering, raising]
+    } else {
+        vec![pending.iter().collect()]
+    };
     let mut outcome = provision::Tally::default();
     let orphans = provision::SharedOrphans::default();
-    for allocation in &pending {
-        match provision::apply_once(context, run, strategy, allocation.id, orphans.clone()).await? {
-            provision::Attempt::Applied(applied) => outcome.count(applied),
-            provision::Attempt::AlreadyApplied => {}
-            provision::Attempt::Failed(error) => outcome.failed.push(error),
+    let mut held_back = 0;
+    for (index, pass) in passes.iter().enumerate() {
+        if !outcome.failed.is_empty() {
+            held_back = passes[index..].iter().map(Vec::len).sum();
+            break;
+        }
+        for allocation in pass {
+            match provision::apply_once(
+                context,
+                run,
+                strategy,
+                allocation.id,
+                orphans.clone(),
+                allowance,
+            )
+            .await?
+            {
+                provision::Attempt::Applied(applied) => outcome.count(applied),
+                provision::Attempt::AlreadyApplied => {}
+                provision::Attempt::Failed(error) => outcome.failed.push(error),
+            }
         }
     }
     if let Some(first) = outcome.failed.first() {
+        let held = if held_back > 0 {
+            format!(
+                "; {held_back} allowance(s) that raise a limit wait until the lowerings succeed"
+            )
+        } else {
+            String::new()
+        };
         return Err(PhaseError::new(
             first.code.clone(),
             format!(
-                "{} of {} keys failed (first: {}); resume the run to retry only those",
+                "{} of {} keys failed (first: {}){held}; resume the run to retry only those",
                 outcome.failed.len(),
                 pending.len(),
                 first.detail
@@ -612,10 +944,12 @@ pub(super) async fn provision(
         json!({
             "created": created,
             "updated": updated,
+            "keyLimitReset": allowance.map(|reset| reset.as_str()),
             "thisPass": {
                 "created": outcome.created,
                 "updated": outcome.updated,
                 "adopted": outcome.adopted,
+                "skipped": outcome.skipped,
                 "allocations": pending.len(),
             },
             "at": Utc::now().to_rfc3339(),

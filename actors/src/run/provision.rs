@@ -3,6 +3,12 @@
 //! gets one with a deterministic name, and a key of that name left by a crash is adopted rather
 //! than duplicated; a new key's one-time plaintext is sealed in the vault before it is stored.
 //!
+//! The target depends on the mode the run allocated in (`store::allowance::AllocationRecord`):
+//! credits grants are added to the key's current limit (capped by `MAX_KEY_LIMIT`); allowances
+//! replace it — the target is the allowance itself, 0 ends it — and every key an allowance run
+//! touches or creates gets the strategy's `limit_reset`. An allowance of 0 for a holder without a
+//! key creates nothing (the row is marked `skipped`).
+//!
 //! Each allocation is applied in a task of its own ([`apply_once`]) under a per-allocation lock:
 //! a worker killed in the middle of an OpenRouter call does not cancel the call (it runs in the
 //! OpenRouterActor), so the task goes on to record what OpenRouter answered, and the restarted
@@ -31,8 +37,11 @@ use crate::strategy::LimitReset;
 /// What applying one allocation did.
 pub(super) enum Applied {
     Created,
+    /// A credits top-up, or an allowance set (or ended) on an existing key.
     ToppedUp,
     Adopted,
+    /// Nothing to do: an allowance of 0 for a holder without a key (marked `skipped`).
+    Skipped,
 }
 
 /// Counts for the run row and the audit log.
@@ -41,6 +50,7 @@ pub(super) struct Tally {
     pub created: u64,
     pub updated: u64,
     pub adopted: u64,
+    pub skipped: u64,
     pub failed: Vec<PhaseError>,
 }
 
@@ -53,6 +63,7 @@ impl Tally {
                 self.adopted += 1;
                 self.updated += 1;
             }
+            Applied::Skipped => self.skipped += 1,
         }
     }
 }
@@ -189,12 +200,14 @@ pub(super) enum Attempt {
 /// Applies the allocation `allocation_id` once, in a task that outlives the caller (see the module
 /// documentation): it waits for any earlier application of the same allocation, re-reads the row,
 /// applies it if still open and records a failure on the row. `Err` only when the store fails.
+/// `allowance` is the mode the run allocated in (`Some`: the rows are absolute allowances).
 pub(super) async fn apply_once(
     context: &RunContext,
     run: &Run,
     strategy: &StoredStrategy,
     allocation_id: i64,
     orphans: SharedOrphans,
+    allowance: Option<LimitReset>,
 ) -> Result<Attempt, PhaseError> {
     let lock = allocation_lock(&run.run_id, allocation_id);
     let (context, run, strategy) = (context.clone(), run.clone(), strategy.clone());
@@ -207,6 +220,7 @@ pub(super) async fn apply_once(
             allocation_id,
             &orphans,
             *finished,
+            allowance,
         )
         .await;
         *finished = Some(Instant::now());
@@ -227,6 +241,7 @@ async fn apply_locked(
     allocation_id: i64,
     orphans: &SharedOrphans,
     previous_finished: Option<Instant>,
+    allowance: Option<LimitReset>,
 ) -> Result<Attempt, PhaseError> {
     let Some(allocation) = context.store.allocation(allocation_id).await? else {
         return Err(PhaseError::new(
@@ -241,7 +256,7 @@ async fn apply_locked(
     if let Some(at) = previous_finished {
         orphans.forget_if_older_than(at);
     }
-    match apply(context, run, strategy, &allocation, &mut orphans).await {
+    match apply(context, run, strategy, &allocation, &mut orphans, allowance).await {
         Ok(applied) => Ok(Attempt::Applied(applied)),
         Err(error) => {
             context
@@ -284,6 +299,7 @@ pub(super) async fn apply(
     strategy: &StoredStrategy,
     allocation: &Allocation,
     orphans: &mut OrphanIndex,
+    allowance: Option<LimitReset>,
 ) -> Result<Applied, PhaseError> {
     let spec = &strategy.spec;
     let actor = context.openrouter()?;
@@ -297,11 +313,15 @@ pub(super) async fn apply(
         let finishes_creation =
             allocation.target_limit_micro_usd.is_some() && allocation.key_hash.is_none();
         // Top-up: the new absolute limit, stored first; a retry after a crash finds it stored and
-        // sends the same number instead of adding the grant again.
-        let wanted = key
-            .limit_micro_usd
-            .saturating_add(allocation.grant_micro_usd)
-            .min(spec.max_key_limit_micro_usd);
+        // sends the same number instead of adding the grant again. An allowance replaces the
+        // limit: the target is the allowance itself (0 ends it).
+        let wanted = match allowance {
+            Some(_) => allocation.grant_micro_usd,
+            None => key
+                .limit_micro_usd
+                .saturating_add(allocation.grant_micro_usd),
+        }
+        .min(spec.max_key_limit_micro_usd);
         let target = store
             .set_allocation_target(allocation.id, wanted, Some(&key.key_hash))
             .await?
@@ -314,29 +334,41 @@ pub(super) async fn apply(
             hash.clone(),
             KeyUpdate {
                 limit_micro_usd: Some(Some(target.target_limit_micro_usd)),
+                // Every allowance key resets with the strategy's period (a key from credits mode
+                // starts to); sent each time, so a retry converges too.
+                limit_reset: allowance.map(|reset| openrouter_reset(Some(reset))),
                 ..KeyUpdate::default()
             },
             timeout,
         )
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+        if let Some(reset) = allowance
+            && key.limit_reset.as_deref() != Some(reset.as_str())
+        {
+            store.set_key_limit_reset(&hash, Some(reset)).await?;
+        }
         store
             .mark_allocation_applied(allocation.id, Some(&hash))
             .await?;
+        let action = match (finishes_creation, allowance) {
+            (true, _) => "key_created",
+            (false, None) => "key_topped_up",
+            (false, Some(_)) if target.target_limit_micro_usd == 0 => "allowance_ended",
+            (false, Some(_)) => "allowance_set",
+        };
         audit(
             context,
             run,
             RunState::Provisioning,
-            if finishes_creation {
-                "key_created"
-            } else {
-                "key_topped_up"
-            },
+            action,
             json!({
                 "wallet": wallet,
                 "keyHash": hash,
                 "grantMicroUsd": allocation.grant_micro_usd,
+                "previousLimitMicroUsd": key.limit_micro_usd,
                 "limitMicroUsd": target.target_limit_micro_usd,
+                "limitReset": allowance.map(|reset| reset.as_str()),
                 "finishesInterruptedCreation": finishes_creation,
             }),
         )
@@ -348,6 +380,25 @@ pub(super) async fn apply(
         });
     }
 
+    if allowance.is_some() && allocation.grant_micro_usd == 0 {
+        // An allowance ends for a holder whose key is gone since ALLOCATING (revoked, expired):
+        // nothing to set, and no $0 key is created.
+        store
+            .mark_allocation_skipped(
+                allocation.id,
+                "no current key: an allowance of 0 creates none",
+            )
+            .await?;
+        audit(
+            context,
+            run,
+            RunState::Provisioning,
+            "allowance_skipped",
+            json!({"wallet": wallet, "reason": "no current key"}),
+        )
+        .await?;
+        return Ok(Applied::Skipped);
+    }
     let wanted = allocation.grant_micro_usd.min(spec.max_key_limit_micro_usd);
     let target = store
         .set_allocation_target(allocation.id, wanted, None)
@@ -370,7 +421,7 @@ pub(super) async fn apply(
                 holder_wallet: wallet.clone(),
                 name: name.clone(),
                 limit_micro_usd: orphan.limit_micro_usd.unwrap_or(0).max(0),
-                limit_reset: spec.key_limit_reset.map(|reset| reset.as_str().to_string()),
+                limit_reset: allowance.map(|reset| reset.as_str().to_string()),
                 encrypted: None,
                 expires_at: orphan.expires_at,
             })
@@ -380,6 +431,7 @@ pub(super) async fn apply(
             orphan.hash.clone(),
             KeyUpdate {
                 limit_micro_usd: Some(Some(target.target_limit_micro_usd)),
+                limit_reset: allowance.map(|reset| openrouter_reset(Some(reset))),
                 ..KeyUpdate::default()
             },
             timeout,
@@ -404,7 +456,7 @@ pub(super) async fn apply(
         CreateKey {
             name: name.clone(),
             limit_micro_usd: Some(target.target_limit_micro_usd),
-            limit_reset: openrouter_reset(spec.key_limit_reset),
+            limit_reset: openrouter_reset(allowance),
             expires_at,
             include_byok_in_limit: None,
         },
@@ -423,7 +475,7 @@ pub(super) async fn apply(
             holder_wallet: wallet.clone(),
             name,
             limit_micro_usd: target.target_limit_micro_usd,
-            limit_reset: spec.key_limit_reset.map(|reset| reset.as_str().to_string()),
+            limit_reset: allowance.map(|reset| reset.as_str().to_string()),
             encrypted: Some(sealed.into_parts()),
             expires_at,
         })
