@@ -197,9 +197,6 @@ impl Sandbox {
             ("DISTRIBUTION_TOKEN_MINT", self.world.token_mint.to_string()),
             // The seeded positions hold about 5.5 SOL; claim from 1 SOL up.
             ("FEE_THRESHOLD_SOL", "1".to_string()),
-            // Credits mode: each run's grants top keys up. (Allowance mode, the runbook's
-            // `monthly` default, is not implemented by the pipeline yet.)
-            ("KEY_LIMIT_RESET", "null".to_string()),
         ]
         .into_iter()
         .map(|(name, value)| (name.to_string(), value))
