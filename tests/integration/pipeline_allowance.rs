@@ -864,3 +864,49 @@ async fn allowances_are_lowered_before_any_is_raised() {
     harness.assert_never_over_issued();
     harness.stop().await;
 }
+
+/// Fees stop: a run below the claim threshold still recomputes the allowances from the trailing
+/// month's income, so once that income has aged out every allowance lapses to 0 instead of
+/// staying at its last value.
+#[tokio::test(flavor = "multi_thread")]
+async fn allowances_lapse_when_the_income_ages_out_even_without_new_fees() {
+    let harness = Harness::start(World {
+        credits_micro_usd: 500 * DOLLAR,
+        usdc_per_sol: 4_000_000,
+    })
+    .await;
+    let strategy_id = harness.strategy(monthly()).await;
+    let store = harness.store().clone();
+    let first = harness.complete(&strategy_id, false).await;
+    assert!(
+        harness
+            .limits(&strategy_id)
+            .values()
+            .any(|limit| limit.unwrap_or(0) > 0)
+    );
+
+    // The income ages out; no new fees arrive (the positions were claimed out).
+    let month_ago = chrono::Utc::now() - chrono::Duration::days(32);
+    sqlx::query(
+        "UPDATE solana_transactions SET created_at = ? WHERE run_id = ? AND phase = 'SWAPPING'",
+    )
+    .bind(month_ago.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+    .bind(&first.run_id)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let second = harness.complete(&strategy_id, false).await;
+    assert_eq!(second.skipped_reason.as_deref(), Some("below_threshold"));
+    assert_eq!(second.claimed_lamports, Some(0));
+    assert_eq!(
+        second.budget_micro_usd,
+        Some(0),
+        "no income left in the month"
+    );
+    let limits = harness.limits(&strategy_id);
+    assert!(
+        limits.values().all(|limit| *limit == Some(0)),
+        "every allowance lapsed: {limits:?}"
+    );
+    harness.stop().await;
+}

@@ -237,19 +237,7 @@ async fn claim_partner_fees(
                 }),
             )
             .await?;
-            let outputs = PhaseOutputs {
-                claimed_lamports: Some(0),
-                skipped_reason: Some(reason.into()),
-                ..PhaseOutputs::default()
-            };
-            return commit(
-                context,
-                run,
-                RunState::Claiming,
-                RunState::Complete,
-                &outputs,
-            )
-            .await;
+            return finish_without_claiming(context, run, strategy, reason).await;
         }
         audit(
             context,
@@ -323,6 +311,29 @@ async fn claim_partner_fees(
     .await
 }
 
+/// Nothing is claimed this run (`reason`: below the threshold, above the cap). In credits mode
+/// the run is done. In allowance mode it goes on with nothing claimed: the allowances are
+/// recomputed from the trailing period's income, so they shrink and lapse when fees stop instead
+/// of staying at their last value forever.
+async fn finish_without_claiming(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+    reason: &str,
+) -> Result<(), PhaseError> {
+    let outputs = PhaseOutputs {
+        claimed_lamports: Some(0),
+        skipped_reason: Some(reason.into()),
+        ..PhaseOutputs::default()
+    };
+    let next = if strategy.spec.key_limit_reset.is_some() {
+        RunState::Swapping
+    } else {
+        RunState::Complete
+    };
+    commit(context, run, RunState::Claiming, next, &outputs).await
+}
+
 /// CLAIMING: below the threshold the run completes as skipped; otherwise positions are claimed,
 /// largest first, as long as `MAX_CLAIMABLE_SOL_PER_RUN` is not passed. Claimed = the signer's
 /// measured lamport delta. `FEE_SOURCE=PARTNER_FEES` claims the partner vault instead
@@ -362,19 +373,7 @@ pub(super) async fn claim(
             }),
         )
         .await?;
-        let outputs = PhaseOutputs {
-            claimed_lamports: Some(0),
-            skipped_reason: Some("below_threshold".into()),
-            ..PhaseOutputs::default()
-        };
-        return commit(
-            context,
-            run,
-            RunState::Claiming,
-            RunState::Complete,
-            &outputs,
-        )
-        .await;
+        return finish_without_claiming(context, run, strategy, "below_threshold").await;
     }
     // What earlier attempts of this run sent is settled first (never sent again): it was planned
     // within the cap then, so it counts against the cap now, at what the claims took from the
