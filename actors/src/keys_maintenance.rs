@@ -68,7 +68,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use serde_json::json;
@@ -1568,18 +1567,19 @@ fn blocked(key: &UserKey, blocker: RotationBlocker) -> KeyMaintenanceError {
     }
 }
 
-/// Sends `build`'s message and waits at most `timeout`; a dead actor or no answer in time is an
-/// error, never a hang.
 async fn ask<T: Send + 'static>(
     actor: &ActorRef<KeyMaintenanceMsg>,
     timeout: Duration,
     build: impl FnOnce(Reply<T>) -> KeyMaintenanceMsg,
 ) -> Result<T, KeyMaintenanceError> {
-    match actor.call(build, Some(timeout)).await {
-        Ok(CallResult::Success(result)) => result,
-        Ok(CallResult::Timeout) => Err(KeyMaintenanceError::ActorTimeout(timeout)),
-        Ok(CallResult::SenderError) | Err(_) => Err(KeyMaintenanceError::ActorDown),
-    }
+    crate::supervisor::ask(actor, timeout, build)
+        .await
+        .map_err(|no_answer| match no_answer {
+            crate::supervisor::NoAnswer::Down => KeyMaintenanceError::ActorDown,
+            crate::supervisor::NoAnswer::Timeout(timeout) => {
+                KeyMaintenanceError::ActorTimeout(timeout)
+            }
+        })?
 }
 
 /// A reconcile through the actor. `timeout` covers the whole job (and any job queued before

@@ -390,20 +390,16 @@ pub mod actor {
         timeout: Duration,
     ) -> Result<PoolReport, PoolError> {
         let run_id = run_id.map(str::to_string);
-        match actor
-            .call(
-                |reply| PoolMsg::Status {
-                    reserve_bps,
-                    run_id,
-                    reply,
-                },
-                Some(timeout),
-            )
+        let build = |reply| PoolMsg::Status {
+            reserve_bps,
+            run_id,
+            reply,
+        };
+        crate::supervisor::ask(actor, timeout, build)
             .await
-        {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            Ok(ractor::rpc::CallResult::Timeout) => Err(PoolError::ActorTimeout(timeout)),
-            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(PoolError::ActorDown),
-        }
+            .map_err(|no_answer| match no_answer {
+                crate::supervisor::NoAnswer::Down => PoolError::ActorDown,
+                crate::supervisor::NoAnswer::Timeout(timeout) => PoolError::ActorTimeout(timeout),
+            })?
     }
 }

@@ -100,6 +100,8 @@ pub enum CoordinatorError {
     Run(#[from] RunError),
     #[error("run coordinator is not running")]
     ActorDown,
+    #[error("run coordinator did not answer within {} s", .0.as_secs())]
+    ActorTimeout(Duration),
 }
 
 impl CoordinatorError {
@@ -112,6 +114,7 @@ impl CoordinatorError {
             CoordinatorError::Run(RunError::Store(store)) if store.is_locked() => "DB_LOCKED",
             CoordinatorError::Run(_) => "RUN_ERROR",
             CoordinatorError::ActorDown => "COORDINATOR_DOWN",
+            CoordinatorError::ActorTimeout(_) => "COORDINATOR_TIMEOUT",
         }
     }
 }
@@ -718,8 +721,12 @@ async fn call<T: Send + 'static>(
     timeout: Duration,
     message: impl FnOnce(Reply<T>) -> CoordinatorMsg,
 ) -> Result<T, CoordinatorError> {
-    match coordinator.call(message, Some(timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(result)) => result,
-        _ => Err(CoordinatorError::ActorDown),
-    }
+    crate::supervisor::ask(coordinator, timeout, message)
+        .await
+        .map_err(|no_answer| match no_answer {
+            crate::supervisor::NoAnswer::Down => CoordinatorError::ActorDown,
+            crate::supervisor::NoAnswer::Timeout(timeout) => {
+                CoordinatorError::ActorTimeout(timeout)
+            }
+        })?
 }

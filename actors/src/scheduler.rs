@@ -944,10 +944,9 @@ pub async fn next_fires(
     scheduler: &ActorRef<SchedulerMsg>,
     timeout: Duration,
 ) -> Option<Vec<(String, DateTime<Utc>)>> {
-    match scheduler.call(SchedulerMsg::NextFires, Some(timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(fires)) => Some(fires),
-        _ => None,
-    }
+    crate::supervisor::ask(scheduler, timeout, SchedulerMsg::NextFires)
+        .await
+        .ok()
 }
 
 /// Polls usage now through the actor and waits for the result (`NoAnswer` if the actor is down
@@ -956,19 +955,18 @@ pub async fn poll_usage(
     scheduler: &ActorRef<SchedulerMsg>,
     timeout: Duration,
 ) -> Result<UsagePollReport, UsagePollError> {
-    match scheduler
-        .call(|reply| SchedulerMsg::PollUsage(Some(reply)), Some(timeout))
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(result)) => result,
-        Ok(ractor::rpc::CallResult::Timeout) => Err(UsagePollError::NoAnswer(format!(
-            "no answer within {} ms",
-            timeout.as_millis()
-        ))),
-        _ => Err(UsagePollError::NoAnswer(
-            "the scheduler is not running".into(),
-        )),
-    }
+    crate::supervisor::ask(scheduler, timeout, |reply| {
+        SchedulerMsg::PollUsage(Some(reply))
+    })
+    .await
+    .map_err(|no_answer| {
+        UsagePollError::NoAnswer(match no_answer {
+            crate::supervisor::NoAnswer::Timeout(timeout) => {
+                format!("no answer within {} ms", timeout.as_millis())
+            }
+            crate::supervisor::NoAnswer::Down => "the scheduler is not running".into(),
+        })
+    })?
 }
 
 #[cfg(test)]

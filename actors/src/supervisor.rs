@@ -106,6 +106,35 @@ impl<A: Actor> SupervisedChild for ChildSpec<A> {
     }
 }
 
+/// Why a call to an actor got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// The actor is not running, or died before replying.
+    Down,
+    /// It did not reply within the timeout (it may still be working).
+    Timeout(Duration),
+}
+
+/// Sends the message `build` makes and waits at most `timeout` for the reply: a dead actor, a
+/// dropped reply (the actor died mid-request) or no answer in time is an error, never a hang.
+/// Every actor's thin wrapper functions go through this (DESIGN §3: every cross-actor call has a
+/// timeout).
+pub async fn ask<M, T>(
+    actor: &ActorRef<M>,
+    timeout: Duration,
+    build: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, NoAnswer>
+where
+    M: ractor::Message,
+    T: Send + 'static,
+{
+    match actor.call(build, Some(timeout)).await {
+        Ok(ractor::rpc::CallResult::Success(reply)) => Ok(reply),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(NoAnswer::Timeout(timeout)),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(NoAnswer::Down),
+    }
+}
+
 /// The restart budget and backoff.
 #[derive(Clone, Debug)]
 pub struct RestartPolicy {

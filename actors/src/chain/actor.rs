@@ -177,6 +177,15 @@ pub enum ChainError {
     ActorTimeout(Duration),
 }
 
+impl From<crate::supervisor::NoAnswer> for ChainError {
+    fn from(no_answer: crate::supervisor::NoAnswer) -> Self {
+        match no_answer {
+            crate::supervisor::NoAnswer::Down => ChainError::ActorDown,
+            crate::supervisor::NoAnswer::Timeout(timeout) => ChainError::ActorTimeout(timeout),
+        }
+    }
+}
+
 impl ChainError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -696,19 +705,14 @@ impl ChainArgs {
     }
 }
 
-async fn ask<T>(
+async fn ask<T: Send + 'static>(
     actor: &ActorRef<ChainMsg>,
     timeout: Duration,
     message: impl FnOnce(Reply<T>) -> ChainMsg,
-) -> Result<T, ChainError>
-where
-    T: Send + 'static,
-{
-    match actor.call(message, Some(timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(result)) => result,
-        Ok(ractor::rpc::CallResult::Timeout) => Err(ChainError::ActorTimeout(timeout)),
-        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(ChainError::ActorDown),
-    }
+) -> Result<T, ChainError> {
+    crate::supervisor::ask(actor, timeout, message)
+        .await
+        .map_err(ChainError::from)?
 }
 
 /// The signer's fee positions.

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -349,18 +348,19 @@ impl Context {
     }
 }
 
-/// Sends `build`'s message and waits at most `timeout` for the reply; a dead actor, a dropped
-/// reply (the actor died mid-request) or no answer in time is an error, never a hang.
 async fn ask<T: Send + 'static>(
     actor: &ActorRef<OpenRouterMsg>,
     timeout: Duration,
     build: impl FnOnce(Reply<T>) -> OpenRouterMsg,
 ) -> Result<T, OpenRouterCallError> {
-    match actor.call(build, Some(timeout)).await {
-        Ok(CallResult::Success(result)) => result,
-        Ok(CallResult::Timeout) => Err(OpenRouterCallError::ActorTimeout(timeout)),
-        Ok(CallResult::SenderError) | Err(_) => Err(OpenRouterCallError::ActorDown),
-    }
+    crate::supervisor::ask(actor, timeout, build)
+        .await
+        .map_err(|no_answer| match no_answer {
+            crate::supervisor::NoAnswer::Down => OpenRouterCallError::ActorDown,
+            crate::supervisor::NoAnswer::Timeout(timeout) => {
+                OpenRouterCallError::ActorTimeout(timeout)
+            }
+        })?
 }
 
 /// `GET /credits` through the actor.
