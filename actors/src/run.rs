@@ -266,11 +266,25 @@ impl Actor for RunCoordinator {
                 let Some((run_id, _)) = state.workers.get(&cell.get_id()) else {
                     return Ok(());
                 };
-                if reason.as_deref() == Some(LEASE_LOST) {
-                    // Another instance drives the run now; restarting would fight it.
+                // Stopped on purpose: the run ended (it may already have been resumed, and then a
+                // new worker drives it — restarting this one would make two drivers), or another
+                // instance took the run over.
+                if matches!(reason.as_deref(), Some(RUN_ENDED) | Some(LEASE_LOST)) {
                     state.workers.remove(&cell.get_id());
                     return Ok(());
                 }
+                // Another worker already drives this run (e.g. started by a resume): never two.
+                let run_id = run_id.clone();
+                let drivers = state
+                    .workers
+                    .values()
+                    .filter(|(run, _)| *run == run_id)
+                    .count();
+                if drivers > 1 {
+                    state.workers.remove(&cell.get_id());
+                    return Ok(());
+                }
+                let run_id = &run_id;
                 match state.context.store.run(run_id).await {
                     Ok(Some(run)) if !run.state.is_terminal() => {}
                     _ => {
@@ -532,6 +546,9 @@ async fn fail_current(context: &RunContext, run_id: &str, code: &str, detail: &s
 /// The stop reason of a worker whose run another instance took over.
 const LEASE_LOST: &str = "lease lost";
 
+/// The stop reason of a worker whose run reached COMPLETE or FAILED.
+const RUN_ENDED: &str = "run ended";
+
 /// Drives one run from its checkpoint to COMPLETE or FAILED, then stops.
 pub struct RunWorker;
 
@@ -595,7 +612,7 @@ async fn drive(context: &RunContext, run_id: &str) -> Option<&'static str> {
                 .release_lease(&run.strategy_id, run_id, &context.policy.instance_id)
                 .await;
             tracing::info!(state = run.state.as_str(), "run finished");
-            return None;
+            return Some(RUN_ENDED);
         }
         let policy = &context.policy;
         match context
