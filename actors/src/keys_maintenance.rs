@@ -646,12 +646,9 @@ fn parse_key_name(name: &str) -> Option<(&str, &str)> {
     (!strategy_id.is_empty() && is_wallet(wallet)).then_some((strategy_id, wallet))
 }
 
-fn sort_key<'a>(
-    strategy_id: &'a str,
-    wallet: &'a str,
-    hash: &'a str,
-) -> (&'a str, &'a str, &'a str) {
-    (strategy_id, wallet, hash)
+/// Orders report items by (strategy, holder, key hash), so reports are stable.
+fn sort_by_holder<T>(items: &mut [T], key: for<'a> fn(&'a T) -> (&'a str, &'a str, &'a str)) {
+    items.sort_by(|a, b| key(a).cmp(&key(b)));
 }
 
 impl Worker {
@@ -803,40 +800,20 @@ impl Worker {
                 fix: None,
             });
         }
-        report.missing.sort_by(|a, b| {
-            sort_key(&a.strategy_id, &a.holder_wallet, &a.key_hash).cmp(&sort_key(
-                &b.strategy_id,
-                &b.holder_wallet,
-                &b.key_hash,
-            ))
+        sort_by_holder(&mut report.missing, |k| {
+            (&k.strategy_id, &k.holder_wallet, &k.key_hash)
         });
-        report.orphaned.sort_by(|a, b| {
-            sort_key(&a.strategy_id, &a.holder_wallet, &a.key_hash).cmp(&sort_key(
-                &b.strategy_id,
-                &b.holder_wallet,
-                &b.key_hash,
-            ))
+        sort_by_holder(&mut report.orphaned, |k| {
+            (&k.strategy_id, &k.holder_wallet, &k.key_hash)
         });
-        report.limit_mismatch.sort_by(|a, b| {
-            sort_key(&a.strategy_id, &a.holder_wallet, &a.key_hash).cmp(&sort_key(
-                &b.strategy_id,
-                &b.holder_wallet,
-                &b.key_hash,
-            ))
+        sort_by_holder(&mut report.limit_mismatch, |k| {
+            (&k.strategy_id, &k.holder_wallet, &k.key_hash)
         });
-        report.disabled.sort_by(|a, b| {
-            sort_key(&a.strategy_id, &a.holder_wallet, &a.key_hash).cmp(&sort_key(
-                &b.strategy_id,
-                &b.holder_wallet,
-                &b.key_hash,
-            ))
+        sort_by_holder(&mut report.disabled, |k| {
+            (&k.strategy_id, &k.holder_wallet, &k.key_hash)
         });
-        report.pending_delete.sort_by(|a, b| {
-            sort_key(&a.strategy_id, &a.holder_wallet, &a.key_hash).cmp(&sort_key(
-                &b.strategy_id,
-                &b.holder_wallet,
-                &b.key_hash,
-            ))
+        sort_by_holder(&mut report.pending_delete, |k| {
+            (&k.strategy_id, &k.holder_wallet, &k.key_hash)
         });
 
         if fix {

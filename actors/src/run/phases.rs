@@ -142,9 +142,31 @@ async fn claim_mint(
     let outcome = chain::claim_position(actor, &run.run_id, mint, context.policy.call_timeout)
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+    let source = json!({"mint": mint.to_string()});
+    audit_claim_landings(context, run, &outcome, audited, &source).await?;
+    Ok(outcome)
+}
+
+/// Logs each landed claim transaction not logged yet (a resumed claim returns the earlier
+/// attempts' landings too), with what it measurably did; `source` says what was claimed.
+async fn audit_claim_landings(
+    context: &RunContext,
+    run: &Run,
+    outcome: &chain::ClaimOutcome,
+    audited: &HashSet<String>,
+    source: &serde_json::Value,
+) -> Result<(), PhaseError> {
     for landed in &outcome.transactions {
         if audited.contains(&landed.signature.to_string()) {
             continue;
+        }
+        let mut details = json!({
+            "lamportDelta": landed.effects.lamport_delta,
+            "feeLamports": landed.effects.fee,
+            "slot": landed.slot,
+        });
+        if let (Some(details), Some(source)) = (details.as_object_mut(), source.as_object()) {
+            details.extend(source.clone());
         }
         context
             .store
@@ -155,16 +177,11 @@ async fn claim_mint(
                     .phase(RunState::Claiming.as_str())
                     .actor("worker")
                     .tx_signature(landed.signature.to_string())
-                    .details(json!({
-                        "mint": mint.to_string(),
-                        "lamportDelta": landed.effects.lamport_delta,
-                        "feeLamports": landed.effects.fee,
-                        "slot": landed.slot,
-                    })),
+                    .details(details),
             )
             .await?;
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// Whether an earlier attempt of this run already sent partner claim transactions (whatever
@@ -274,28 +291,8 @@ async fn claim_partner_fees(
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
     let audited = audited_signatures(context, run, "claim_landed").await?;
-    for landed in &outcome.transactions {
-        if audited.contains(&landed.signature.to_string()) {
-            continue;
-        }
-        context
-            .store
-            .append_audit(
-                &AuditEntry::new("claim_landed")
-                    .run(&run.run_id)
-                    .strategy(&run.strategy_id)
-                    .phase(RunState::Claiming.as_str())
-                    .actor("worker")
-                    .tx_signature(landed.signature.to_string())
-                    .details(json!({
-                        "source": "PARTNER_FEES",
-                        "lamportDelta": landed.effects.lamport_delta,
-                        "feeLamports": landed.effects.fee,
-                        "slot": landed.slot,
-                    })),
-            )
-            .await?;
-    }
+    let source = json!({"source": "PARTNER_FEES"});
+    audit_claim_landings(context, run, &outcome, &audited, &source).await?;
     // Net of every step's fee; a claim that only paid fees records 0, like a position claim.
     let outputs = PhaseOutputs {
         claimed_lamports: Some(u64::try_from(outcome.claimed_lamports).unwrap_or(0)),
