@@ -90,6 +90,10 @@ pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "KEY_ENCRYPTION_KEY",
     "HEALTH_PROBE_INTERVAL_SEC",
+    "BREAKER_COOLDOWN_SEC",
+    "CORS_ALLOWED_ORIGINS",
+    "API_RATE_LIMIT_PER_MIN",
+    "HOLDER_RATE_LIMIT_PER_MIN",
 ];
 
 /// Validated configuration. Money is integer lamports or micro-USD; secrets are [`Secret`]s (or
@@ -180,6 +184,17 @@ pub struct Config {
     /// Encrypts holders' plaintext OpenRouter keys at rest until they reveal them.
     pub key_encryption_key: Option<EncryptionKey>,
     pub health_probe_interval: Duration,
+    /// How long an integration's breaker stays open before one probe is let through.
+    pub breaker_cooldown: Duration,
+
+    // HTTP API.
+    /// Origins allowed to call `/api/*` from a browser (exact `scheme://host[:port]`); empty =
+    /// no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
+    /// Requests per minute one client address may make to `/api/*`.
+    pub api_rate_limit_per_min: u32,
+    /// Requests per minute one client address may make to `/holder/*` (reveal, rotate).
+    pub holder_rate_limit_per_min: u32,
 
     /// Where each variable's value came from, for `describe()`.
     sources: BTreeMap<&'static str, ValueSource>,
@@ -301,24 +316,10 @@ choice_enum!(
     /// SOLANA_NETWORK.
     SolanaNetwork { MainnetBeta => "mainnet-beta", Devnet => "devnet" }
 );
-choice_enum!(
-    /// FEE_SOURCE: which Bags fee vaults are claimed.
-    FeeSource { ClaimablePositions => "CLAIMABLE_POSITIONS", PartnerFees => "PARTNER_FEES" }
-);
-choice_enum!(
-    /// KEY_LIMIT_RESET (other than `null`), as OpenRouter's `limit_reset` names it.
-    LimitReset { Daily => "daily", Weekly => "weekly", Monthly => "monthly" }
-);
-choice_enum!(
-    /// DISTRIBUTION_MODE (DESIGN §4).
-    DistributionMode {
-        OwnerOnly => "OWNER_ONLY",
-        TopNHolders => "TOP_N_HOLDERS",
-        EqualSplit => "EQUAL_SPLIT",
-        WeightedByHoldings => "WEIGHTED_BY_HOLDINGS",
-        CustomList => "CUSTOM_LIST",
-    }
-);
+// FEE_SOURCE, DISTRIBUTION_MODE and KEY_LIMIT_RESET are the strategy's own types: the
+// environment only supplies defaults for strategies.
+pub use creditbrain_actors::strategy::{DistributionMode, FeeSource, LimitReset};
+
 choice_enum!(
     /// NODE_ENV: validated for compatibility with the seed runbook's `.env` files; no effect.
     NodeEnv { Development => "development", Production => "production", Test => "test" }
@@ -457,7 +458,38 @@ impl Config {
             }
             .to_owned(),
             "HEALTH_PROBE_INTERVAL_SEC" => self.health_probe_interval.as_secs().to_string(),
+            "BREAKER_COOLDOWN_SEC" => self.breaker_cooldown.as_secs().to_string(),
+            "CORS_ALLOWED_ORIGINS" => {
+                if self.cors_allowed_origins.is_empty() {
+                    NOT_SET.to_owned()
+                } else {
+                    self.cors_allowed_origins.join(",")
+                }
+            }
+            "API_RATE_LIMIT_PER_MIN" => self.api_rate_limit_per_min.to_string(),
+            "HOLDER_RATE_LIMIT_PER_MIN" => self.holder_rate_limit_per_min.to_string(),
             _ => "(unknown variable)".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// The environment's defaults for what a new strategy leaves out.
+    pub fn strategy_defaults(&self) -> creditbrain_actors::strategy::StrategyDefaults {
+        creditbrain_actors::strategy::StrategyDefaults {
+            token_mint: self.distribution_token_mint,
+            fee_source: self.fee_source,
+            threshold_lamports: self.fee_threshold_lamports,
+            slippage_bps: self.swap_slippage_bps,
+            distribution_mode: self.distribution_mode,
+            top_n: self.distribution_top_n,
+            max_grant_micro_usd: self.default_key_limit_micro_usd,
+            max_key_limit_micro_usd: self.max_key_limit_micro_usd,
+            key_limit_reset: self.key_limit_reset,
+            key_expiry_days: self.key_expiry_days,
+            reserve_bps: self.credit_pool_reserve_bps,
+            cron_schedule: self.cron_schedule.clone(),
+            min_cron_interval_hours: self.min_cron_interval_hours,
         }
     }
 }
@@ -950,6 +982,29 @@ fn database_url(reader: &mut Reader<'_>) -> Option<Option<(String, PathBuf)>> {
     None
 }
 
+/// CORS_ALLOWED_ORIGINS: comma-separated `http(s)://host[:port]` origins, no path; empty = none.
+fn cors_origins(r: &mut Reader) -> Option<Vec<String>> {
+    let text = r.get("CORS_ALLOWED_ORIGINS").unwrap_or("").to_owned();
+    let mut origins = Vec::new();
+    for origin in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let valid = Url::parse(origin).ok().is_some_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.origin().ascii_serialization() == origin
+        });
+        if !valid {
+            let message = format!(
+                "must be comma-separated origins such as https://dash.example.com (scheme, host, \
+                 optional port; no path or trailing slash), got {origin:?}"
+            );
+            r.problem("CORS_ALLOWED_ORIGINS", message);
+            return None;
+        }
+        origins.push(origin.to_owned());
+    }
+    Some(origins)
+}
+
 fn human_gap(gap: chrono::Duration) -> String {
     let minutes = gap.num_minutes();
     if minutes % 60 == 0 {
@@ -990,7 +1045,14 @@ fn validate(
         LAMPORTS_PER_SOL,
         Some(100 * LAMPORTS_PER_SOL),
     );
-    let fee_source = r.choice("FEE_SOURCE", FeeSource::ClaimablePositions, FeeSource::ALL);
+    let fee_source = r.choice(
+        "FEE_SOURCE",
+        FeeSource::ClaimablePositions,
+        &FeeSource::ALL
+            .iter()
+            .map(|v| (v.as_str(), *v))
+            .collect::<Vec<_>>(),
+    );
     let swap_slippage_bps: Option<u16> = r.integer("SWAP_SLIPPAGE_BPS", 50, 0, Some(1000));
 
     let default_key_limit_cents = r.amount("DEFAULT_KEY_LIMIT_USD", &USD, 1000, 100, None);
@@ -1009,7 +1071,10 @@ fn validate(
     let distribution_mode = r.choice(
         "DISTRIBUTION_MODE",
         DistributionMode::TopNHolders,
-        DistributionMode::ALL,
+        &DistributionMode::ALL
+            .iter()
+            .map(|v| (v.as_str(), *v))
+            .collect::<Vec<_>>(),
     );
     let distribution_top_n: Option<u32> = r.integer("DISTRIBUTION_TOP_N", 100, 1, None);
     let distribution_token_mint = r.pubkey("DISTRIBUTION_TOKEN_MINT");
@@ -1102,6 +1167,13 @@ fn validate(
     let key_encryption_key = encryption_key(&mut r);
     let health_probe_seconds: Option<u64> =
         r.integer("HEALTH_PROBE_INTERVAL_SEC", 15, 1, Some(3600));
+    let breaker_cooldown_seconds: Option<u64> =
+        r.integer("BREAKER_COOLDOWN_SEC", 30, 1, Some(3600));
+    let cors_allowed_origins = cors_origins(&mut r);
+    let api_rate_limit_per_min: Option<u32> =
+        r.integer("API_RATE_LIMIT_PER_MIN", 600, 1, Some(1_000_000));
+    let holder_rate_limit_per_min: Option<u32> =
+        r.integer("HOLDER_RATE_LIMIT_PER_MIN", 10, 1, Some(10_000));
 
     // The default Helius URL carries the key in its query, as Helius documents it.
     let helius_rpc_url = match (&helius_rpc_url_setting, &helius_api_key, solana_network) {
@@ -1185,6 +1257,10 @@ fn validate(
             openrouter_base_url: openrouter_base_url?,
             key_encryption_key: key_encryption_key?,
             health_probe_interval: Duration::from_secs(health_probe_seconds?),
+            breaker_cooldown: Duration::from_secs(breaker_cooldown_seconds?),
+            cors_allowed_origins: cors_allowed_origins?,
+            api_rate_limit_per_min: api_rate_limit_per_min?,
+            holder_rate_limit_per_min: holder_rate_limit_per_min?,
             sources,
         })
     })();

@@ -26,7 +26,9 @@ use creditbrain_actors::resilience::{
 };
 use creditbrain_actors::run::{CoordinatorMsg, RunContext, RunCoordinator, RunPolicy};
 use creditbrain_actors::scheduler::{Clock, Scheduler, SchedulerArgs, SchedulerMsg};
+use creditbrain_actors::secret::Secret;
 use creditbrain_actors::store::{Store, StoreError};
+use creditbrain_actors::strategy::StrategyDefaults;
 use creditbrain_actors::supervisor::{
     ActorSlot, ChildSpec, RestartCounts, RestartPolicy, SupervisedChild, Supervisor,
     SupervisorArgs, SupervisorMsg,
@@ -98,6 +100,8 @@ pub struct Handle {
     /// Every integration's breaker; shared with the actors that call through them, so their
     /// state survives actor restarts and health reporting reads it without a message.
     pub breakers: Breakers,
+    /// What the frontends need from the configuration (and the key vault for reveals).
+    pub settings: Arc<FrontendSettings>,
     health_reports: watch::Receiver<HealthReport>,
     /// Results older than this mean the HealthActor stopped probing.
     health_max_age: Duration,
@@ -118,6 +122,27 @@ impl Handle {
         )
     }
 }
+
+/// The configuration the frontends use, fixed at start.
+pub struct FrontendSettings {
+    /// What a new strategy leaves out comes from here (the environment's defaults).
+    pub strategy_defaults: StrategyDefaults,
+    /// EXECUTION_KILL_SWITCH (the runtime toggle is in the store).
+    pub kill_switch_env: bool,
+    /// CREDIT_POOL_RESERVE_PCT, for `pool-status`.
+    pub pool_reserve_bps: u16,
+    /// How long a command waits for its actor (a reconcile lists every key).
+    pub command_timeout: Duration,
+    pub api_auth_token: Secret,
+    pub cors_allowed_origins: Vec<String>,
+    pub api_rate_limit_per_min: u32,
+    pub holder_rate_limit_per_min: u32,
+    /// Opens holders' sealed keys for a signed reveal.
+    pub vault: KeyVault,
+}
+
+/// How long a frontend command waits for its actor.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One circuit breaker per integration (DESIGN §6).
 #[derive(Clone, Debug)]
@@ -218,7 +243,10 @@ async fn start_after_socket(
     let health_publisher = Arc::new(health_publisher);
     let health_slot = ActorSlot::default();
     let restart_counts = RestartCounts::default();
-    let breakers = Breakers::new(&BreakerConfig::default());
+    let breakers = Breakers::new(&BreakerConfig {
+        cooldown: config.breaker_cooldown,
+        ..BreakerConfig::default()
+    });
     let openrouter = OpenRouterClient::new(
         config.openrouter_base_url.clone(),
         config.openrouter_management_key.clone(),
@@ -407,6 +435,17 @@ async fn start_after_socket(
         key_maintenance: key_maintenance_slot,
         restart_counts,
         breakers,
+        settings: Arc::new(FrontendSettings {
+            strategy_defaults: config.strategy_defaults(),
+            kill_switch_env: config.kill_switch,
+            pool_reserve_bps: config.credit_pool_reserve_bps,
+            command_timeout: COMMAND_TIMEOUT,
+            api_auth_token: config.api_auth_token.clone(),
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+            api_rate_limit_per_min: config.api_rate_limit_per_min,
+            holder_rate_limit_per_min: config.holder_rate_limit_per_min,
+            vault: vault.clone(),
+        }),
         health_reports,
         // Three missed rounds (at least 10 s) before readiness distrusts the last results.
         health_max_age: (config.health_probe_interval * 3).max(Duration::from_secs(10))

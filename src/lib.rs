@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod ops;
 pub mod readiness;
 pub mod sandbox;
 pub mod telemetry;

@@ -491,6 +491,25 @@ pub enum KeyMaintenanceMsg {
         requested_by: String,
         reply: Reply<RotatedKey>,
     },
+    /// Revoke one current key for good: marked `revoked` (its promise leaves the pool, its
+    /// unrevealed plaintext is erased), then deleted on OpenRouter (a failed delete is retried by
+    /// every rotation pass).
+    Revoke {
+        key_hash: String,
+        requested_by: String,
+        reply: Reply<RevokedKey>,
+    },
+}
+
+/// What a revoke did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedKey {
+    pub key_hash: String,
+    pub strategy_id: String,
+    pub holder_wallet: String,
+    /// False when the OpenRouter delete failed; the next rotation pass retries it.
+    pub remote_deleted: bool,
 }
 
 impl Actor for KeyMaintenance {
@@ -566,6 +585,15 @@ impl Actor for KeyMaintenance {
                         tracing::warn!(code = error.code(), error = %error, "key rotation pass failed");
                     }
                     let _ = reply.send(result);
+                });
+            }
+            KeyMaintenanceMsg::Revoke {
+                key_hash,
+                requested_by,
+                reply,
+            } => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(worker.revoke(&key_hash, &requested_by).await);
                 });
             }
             KeyMaintenanceMsg::Rotate {
@@ -1150,6 +1178,65 @@ impl Worker {
         Ok(rotated)
     }
 
+    async fn revoke(
+        &self,
+        key_hash: &str,
+        requested_by: &str,
+    ) -> Result<RevokedKey, KeyMaintenanceError> {
+        let _turn = self.exclusive.lock().await;
+        let actor = self.openrouter()?;
+        let not_current = || KeyMaintenanceError::KeyNotCurrent {
+            key_hash: key_hash.to_string(),
+        };
+        let key = self
+            .store()
+            .key_by_hash(key_hash)
+            .await?
+            .ok_or_else(not_current)?;
+        if !key.status.is_current() {
+            return Err(not_current());
+        }
+        // A run about to raise this key's limit would grant into a revoked key.
+        if let Some(blocker) = self
+            .store()
+            .rotation_blocker(&key.strategy_id, &key.key_hash)
+            .await?
+        {
+            return Err(blocked(&key, blocker));
+        }
+        let entry = AuditEntry::new("key_revoked")
+            .strategy(&key.strategy_id)
+            .actor(requested_by)
+            .details(json!({
+                "wallet": key.holder_wallet,
+                "keyHash": key.key_hash,
+                "limitMicroUsd": key.limit_micro_usd,
+                "usageMicroUsd": key.usage_micro_usd,
+            }));
+        if !self.store().revoke_key(key_hash, &entry).await? {
+            return Err(not_current());
+        }
+        let remote_deleted = match self.delete_remote(&actor, &key, requested_by).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(
+                    strategyId = %key.strategy_id,
+                    keyHash = %key.key_hash,
+                    code = error.code(),
+                    error = %error,
+                    "deleting the revoked key failed; the next pass retries"
+                );
+                false
+            }
+        };
+        Ok(RevokedKey {
+            key_hash: key.key_hash.clone(),
+            strategy_id: key.strategy_id.clone(),
+            holder_wallet: key.holder_wallet.clone(),
+            remote_deleted,
+        })
+    }
+
     /// Rotates `old` (see the module docs for the steps and their crash behaviour). Returns the
     /// rotation and, when deleting the old key failed, why (the rotation itself stands).
     async fn rotate_key(
@@ -1606,6 +1693,22 @@ pub async fn rotate(
     ask(actor, timeout, |reply| KeyMaintenanceMsg::Rotate {
         strategy_id,
         wallet,
+        requested_by,
+        reply,
+    })
+    .await
+}
+
+/// Revokes one current key through the actor.
+pub async fn revoke(
+    actor: &ActorRef<KeyMaintenanceMsg>,
+    key_hash: &str,
+    requested_by: &str,
+    timeout: Duration,
+) -> Result<RevokedKey, KeyMaintenanceError> {
+    let (key_hash, requested_by) = (key_hash.to_string(), requested_by.to_string());
+    ask(actor, timeout, |reply| KeyMaintenanceMsg::Revoke {
+        key_hash,
         requested_by,
         reply,
     })

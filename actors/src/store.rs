@@ -24,6 +24,7 @@ pub mod key_queries;
 pub mod keys;
 pub mod pool;
 pub mod runs;
+pub mod stats;
 pub mod strategies;
 pub mod transactions;
 pub mod usage;

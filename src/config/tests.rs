@@ -285,6 +285,24 @@ fn every_numeric_variable_enforces_its_range() {
             rejected: &["0", "3601"],
             expected: "must be an integer from 1 to 3600",
         },
+        Range {
+            name: "BREAKER_COOLDOWN_SEC",
+            accepted: &["1", "30", "3600"],
+            rejected: &["0", "3601"],
+            expected: "must be an integer from 1 to 3600",
+        },
+        Range {
+            name: "API_RATE_LIMIT_PER_MIN",
+            accepted: &["1", "600", "1000000"],
+            rejected: &["0", "1000001"],
+            expected: "must be an integer from 1 to 1000000",
+        },
+        Range {
+            name: "HOLDER_RATE_LIMIT_PER_MIN",
+            accepted: &["1", "10", "10000"],
+            rejected: &["0", "10001"],
+            expected: "must be an integer from 1 to 10000",
+        },
     ];
     for case in &cases {
         for value in case.accepted {
@@ -490,9 +508,11 @@ fn enums_accept_their_words_in_any_case() {
         message.contains("daily, weekly, monthly, null"),
         "{message}"
     );
-    for (word, mode) in DistributionMode::ALL {
-        assert_eq!(ok(&[("DISTRIBUTION_MODE", word)]).distribution_mode, *mode);
-        assert_eq!(mode.as_str(), *word);
+    for mode in DistributionMode::ALL {
+        assert_eq!(
+            ok(&[("DISTRIBUTION_MODE", mode.as_str())]).distribution_mode,
+            *mode
+        );
     }
     assert_eq!(
         ok(&[("DISTRIBUTION_MODE", "equal_split")]).distribution_mode,
@@ -1197,4 +1217,30 @@ fn example_env_file_is_complete_and_valid() {
             .collect()
     };
     assert_eq!(values(&config), values(&ok(&[])));
+}
+
+#[test]
+fn cors_origins_are_exact_origins() {
+    assert!(ok(&[]).cors_allowed_origins.is_empty());
+    let config = ok(&[(
+        "CORS_ALLOWED_ORIGINS",
+        "https://dash.example.com, http://localhost:5173",
+    )]);
+    assert_eq!(
+        config.cors_allowed_origins,
+        vec!["https://dash.example.com", "http://localhost:5173"]
+    );
+    for bad in [
+        "https://dash.example.com/",
+        "https://dash.example.com/app",
+        "dash.example.com",
+        "ftp://dash.example.com",
+        "*",
+    ] {
+        let message = problem_with(&[("CORS_ALLOWED_ORIGINS", bad)], "CORS_ALLOWED_ORIGINS");
+        assert!(
+            message.ends_with(&format!("got {bad:?}")),
+            "{bad}: {message}"
+        );
+    }
 }

@@ -214,4 +214,28 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+
+    /// An operator's revoke: marks a current key `revoked`, erases its unrevealed ciphertext
+    /// (the key it opens is about to be deleted) and appends `audit`, in one transaction. The
+    /// remote delete is recorded separately ([`Store::mark_remote_deleted`]). False (nothing
+    /// written) when the key is not current.
+    pub async fn revoke_key(&self, key_hash: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE user_keys
+             SET status = 'revoked', encrypted_key = NULL, key_nonce = NULL, updated_at = ?
+             WHERE key_hash = ? AND status IN ('active', 'exhausted')",
+        )
+        .bind(now_timestamp())
+        .bind(key_hash)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        append_audit(&mut *tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
