@@ -14,11 +14,16 @@ use serde_json::json;
 use crate::daemon::Handle;
 use crate::readiness::Liveness;
 
-/// Every route of the daemon, with the access log around them.
+/// Every route of the daemon, with the access log around them: health (no auth), the operator
+/// API under `/api` (bearer token), holder key reveal under `/holder` (wallet signatures) and
+/// `/metrics`.
 pub fn router(handle: Handle) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .merge(crate::api::router(handle.clone()))
+        .merge(crate::holder::router(handle.clone()))
+        .merge(crate::metrics::router(handle.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn(access_log))
         .with_state(handle)

@@ -689,7 +689,8 @@ pub async fn set_kill_switch(
 ) -> Result<KillSwitchView, OpError> {
     let coordinator = coordinator(handle)?;
     let actor = actor.to_string();
-    let runtime = creditbrain_actors::supervisor::ask(
+    // The coordinator answers the previous value; the switch is now `on`.
+    let _previous = creditbrain_actors::supervisor::ask(
         &coordinator,
         handle.settings.command_timeout,
         |reply| runs::CoordinatorMsg::SetKillSwitch { on, actor, reply },
@@ -703,7 +704,7 @@ pub async fn set_kill_switch(
         )
     })?
     .map_err(coordinator_error)?;
-    Ok(kill_switch_view(handle, runtime))
+    Ok(kill_switch_view(handle, on))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ mod chain_clients;
 mod health;
 mod keys_maintenance;
 mod openrouter_actor;
+mod ops;
 mod partner_fees;
 mod pipeline;
 mod pipeline_allowance;

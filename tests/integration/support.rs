@@ -185,3 +185,123 @@ pub fn assert_socket_mode_0600(path: &Path) {
     let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "admin socket mode is {mode:o}");
 }
+
+/// The bearer token every [`SandboxDaemon`] accepts on `/api/*`.
+pub const SANDBOX_API_TOKEN: &str = "sandbox-daemon-test-token-0123456789";
+
+/// The real daemon, in this process, against every sandbox fake, with one seeded strategy (the
+/// signer's fees, TOP_N_HOLDERS of the sandbox token, credits mode): what the frontend tests
+/// drive over HTTP, the admin socket and the CLI binary.
+pub struct SandboxDaemon {
+    pub sandbox: creditbrain::sandbox::Sandbox,
+    pub dir: tempfile::TempDir,
+    pub daemon: RunningDaemon,
+    /// Every variable the daemon was started with (a CLI child process needs ADMIN_SOCKET_PATH).
+    pub vars: BTreeMap<String, String>,
+    pub strategy_id: String,
+    pub http: reqwest::Client,
+}
+
+impl SandboxDaemon {
+    /// `holders` token holders; `extra` variables override the defaults.
+    pub async fn start(holders: usize, extra: &[(&str, &str)]) -> Self {
+        use creditbrain::sandbox::ledger::LedgerOptions;
+        use creditbrain::sandbox::world::WorldOptions;
+        use creditbrain::sandbox::{Sandbox, SandboxOptions};
+        use creditbrain_actors::strategy::{StrategyInput, StrategySpec};
+        use solana_sdk::signature::Signer;
+
+        let sandbox = Sandbox::start(SandboxOptions {
+            world: WorldOptions {
+                holders,
+                ..WorldOptions::default()
+            },
+            ledger: LedgerOptions {
+                slot_duration: Duration::from_millis(20),
+                ..LedgerOptions::default()
+            },
+            ..SandboxOptions::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars = sandbox.daemon_vars();
+        for (name, value) in [
+            ("API_AUTH_TOKEN", SANDBOX_API_TOKEN),
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("KEY_LIMIT_RESET", "null"),
+            ("HEALTH_PROBE_INTERVAL_SEC", "1"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        {
+            vars.insert(name.into(), value.into());
+        }
+        vars.insert(
+            "DATABASE_PATH".into(),
+            dir.path().join("daemon.db").display().to_string(),
+        );
+        vars.insert(
+            "ADMIN_SOCKET_PATH".into(),
+            dir.path().join("daemon.sock").display().to_string(),
+        );
+        let config = Config::from_vars(&vars).unwrap_or_else(|errors| panic!("{errors}"));
+        let daemon = creditbrain::daemon::start(&config)
+            .await
+            .expect("daemon starts");
+        let input = StrategyInput {
+            owner_wallet: Some(sandbox.world.signer.pubkey().to_string()),
+            top_n: Some("20".into()),
+            max_grant_usd: Some("10".into()),
+            max_key_limit_usd: Some("100".into()),
+            ..StrategyInput::default()
+        };
+        let spec = StrategySpec::from_input(&input, &config.strategy_defaults())
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        let strategy = daemon
+            .handle
+            .store
+            .create_strategy(&spec, "test")
+            .await
+            .unwrap();
+        Self {
+            sandbox,
+            dir,
+            daemon,
+            vars,
+            strategy_id: strategy.strategy_id,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.daemon.http_addr)
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        PathBuf::from(&self.vars["ADMIN_SOCKET_PATH"])
+    }
+
+    /// A request with the bearer token (for `/api…`). with the bearer token.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(SANDBOX_API_TOKEN)
+    }
+
+    /// Waits (up to 60 s) for a run to be COMPLETE or FAILED and returns its row.
+    pub async fn wait_for_end(&self, run_id: &str) -> creditbrain_actors::store::runs::Run {
+        let store = &self.daemon.handle.store;
+        eventually(Duration::from_secs(60), || async {
+            let run = store.run(run_id).await.unwrap().unwrap();
+            run.state.is_terminal().then_some(run)
+        })
+        .await
+    }
+
+    pub async fn stop(self) {
+        self.daemon.shutdown_trigger().trigger();
+        self.daemon.wait().await.expect("clean shutdown");
+    }
+}

@@ -1,0 +1,243 @@
+//! The frontends' operations layer against the real daemon on the sandbox: validation names its
+//! fields, runs start and finish, policy refusals are 409s naming the recorded run, history
+//! blocks deletion, revoke deletes the key on OpenRouter and releases its promise.
+
+use creditbrain::ops::{self, ErrorKind, RunQuery};
+use creditbrain_actors::store::runs::{RunState, TriggeredBy};
+use creditbrain_actors::strategy::{StrategyInput, StrategyPatch, StrategyStatus};
+
+use solana_sdk::signature::Signer;
+
+use crate::support::SandboxDaemon;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_cover_strategies_runs_policy_keys_and_stats() {
+    let daemon = SandboxDaemon::start(12, &[]).await;
+    let handle = &daemon.daemon.handle;
+
+    // Validation names every bad field and writes nothing.
+    let before = ops::list_strategies(handle, None).await.unwrap().len();
+    let bad = StrategyInput {
+        owner_wallet: Some("not-a-wallet".into()),
+        slippage_bps: Some("5000".into()),
+        ..StrategyInput::default()
+    };
+    let error = ops::create_strategy(handle, &bad, "test")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_str()),
+        (ErrorKind::BadRequest, "invalid_strategy")
+    );
+    let fields: Vec<String> = error.details.as_ref().unwrap()["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|problem| problem["field"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fields, ["ownerWallet", "slippageBps"], "{error:?}");
+    assert_eq!(
+        ops::list_strategies(handle, None).await.unwrap().len(),
+        before
+    );
+    assert_eq!(
+        ops::list_strategies(handle, Some("sleeping"))
+            .await
+            .unwrap_err()
+            .code,
+        "invalid_status"
+    );
+
+    // A strategy without history can be created, patched, paused and deleted.
+    let created = ops::create_strategy(
+        handle,
+        &StrategyInput {
+            owner_wallet: Some(daemon.sandbox.world.signer.pubkey().to_string()),
+            ..StrategyInput::default()
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    let id = created["strategyId"].as_str().unwrap().to_string();
+    let patched = ops::update_strategy(
+        handle,
+        &id,
+        &StrategyPatch {
+            top_n: Some("3".into()),
+            ..StrategyPatch::default()
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    assert_eq!(patched["topN"], 3);
+    let paused = ops::set_strategy_status(handle, &id, StrategyStatus::Paused, "test")
+        .await
+        .unwrap();
+    assert_eq!(paused["status"], "paused");
+    ops::delete_strategy(handle, &id, "test").await.unwrap();
+    assert_eq!(
+        ops::get_strategy(handle, &id).await.unwrap_err().code,
+        "strategy_not_found"
+    );
+
+    // A run of the seeded strategy completes and its detail carries the phase log.
+    let started = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Manual)
+        .await
+        .unwrap();
+    let run = daemon.wait_for_end(&started.run_id).await;
+    assert_eq!(run.state, RunState::Complete, "{run:?}");
+    let detail = ops::run_detail(handle, &started.run_id).await.unwrap();
+    assert_eq!(detail.run.state, "COMPLETE");
+    let actions: Vec<&str> = detail.audit.iter().map(|row| row.action.as_str()).collect();
+    assert!(actions.contains(&"run_created"), "{actions:?}");
+    assert!(
+        detail.transactions.iter().any(|tx| tx.status == "landed"),
+        "{detail:?}"
+    );
+    assert_eq!(detail.allocations.get("applied").copied(), run.keys_created);
+    let listed = ops::list_runs(
+        handle,
+        &RunQuery {
+            strategy_id: Some(daemon.strategy_id.clone()),
+            ..RunQuery::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        ops::list_runs(
+            handle,
+            &RunQuery {
+                limit: Some(0),
+                ..RunQuery::default()
+            }
+        )
+        .await
+        .unwrap_err()
+        .code,
+        "invalid_limit"
+    );
+
+    // History blocks deletion: 409, and the strategy is still there.
+    let error = ops::delete_strategy(handle, &daemon.strategy_id, "test")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_str()),
+        (ErrorKind::Conflict, "strategy_has_runs")
+    );
+    ops::get_strategy(handle, &daemon.strategy_id)
+        .await
+        .unwrap();
+
+    // The kill switch: a start is a 409 naming the FAILED run it recorded.
+    let switch = ops::set_kill_switch(handle, true, "test").await.unwrap();
+    assert!(switch.runtime && switch.engaged && !switch.env);
+    let error = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Api)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind, error.code.as_str()),
+        (ErrorKind::Conflict, "kill_switch")
+    );
+    let blocked_id = error.details.as_ref().unwrap()["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blocked = ops::get_run(handle, &blocked_id).await.unwrap();
+    assert_eq!(
+        (blocked.state.as_str(), blocked.error_code.as_deref()),
+        ("FAILED", Some("KILL_SWITCH"))
+    );
+    assert!(
+        !ops::set_kill_switch(handle, false, "test")
+            .await
+            .unwrap()
+            .engaged
+    );
+    assert!(!ops::kill_switch_status(handle).await.unwrap().runtime);
+
+    // Keys: listed without secrets; revoking one deletes it on OpenRouter and frees its promise.
+    let keys = ops::list_keys(handle, Some(&daemon.strategy_id), None)
+        .await
+        .unwrap();
+    assert_eq!(keys.len() as u64, run.keys_created.unwrap());
+    assert!(
+        keys.iter()
+            .all(|key| key.awaiting_reveal && key.status == "active")
+    );
+    let pool_before = ops::pool_status_view(handle).await.unwrap();
+    let victim = &keys[0];
+    let revoked = ops::revoke_key(handle, &victim.key_hash, "test")
+        .await
+        .unwrap();
+    assert!(revoked.remote_deleted);
+    assert!(
+        daemon
+            .sandbox
+            .openrouter
+            .keys()
+            .iter()
+            .all(|key| key.hash != victim.key_hash),
+        "the revoked key is gone from OpenRouter"
+    );
+    let after = ops::list_keys(handle, None, Some(&victim.holder_wallet))
+        .await
+        .unwrap();
+    assert_eq!(
+        (after[0].status.as_str(), after[0].awaiting_reveal),
+        ("revoked", false)
+    );
+    let pool_after = ops::pool_status_view(handle).await.unwrap();
+    assert_eq!(
+        pool_before.promised_micro_usd - pool_after.promised_micro_usd,
+        victim.limit_micro_usd - victim.usage_micro_usd
+    );
+    assert_eq!(
+        ops::revoke_key(handle, &victim.key_hash, "test")
+            .await
+            .unwrap_err()
+            .code,
+        "key_not_current"
+    );
+    assert_eq!(
+        ops::revoke_key(handle, "no-such-key", "test")
+            .await
+            .unwrap_err()
+            .code,
+        "key_not_found"
+    );
+
+    // Stats agree with what happened.
+    let stats = ops::stats(handle).await.unwrap();
+    assert_eq!(stats.runs_by_state.get("COMPLETE"), Some(&1));
+    assert_eq!(stats.failed_runs_by_code.get("KILL_SWITCH"), Some(&1));
+    assert_eq!(stats.keys_by_status.get("revoked"), Some(&1));
+    assert_eq!(stats.granted_micro_usd, run.allocated_micro_usd.unwrap());
+    assert_eq!(stats.claimed_lamports as u64, run.claimed_lamports.unwrap());
+
+    // The harness' own handles (the frontend tests use them).
+    let live = daemon
+        .api(reqwest::Method::GET, "/health/live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert!(daemon.socket_path().starts_with(daemon.dir.path()));
+    assert!(daemon.url("/").ends_with('/'));
+    assert!(
+        daemon
+            .http
+            .get(daemon.url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+
+    daemon.stop().await;
+}
