@@ -10,6 +10,7 @@ pub mod holder;
 pub mod http;
 pub mod metrics;
 pub mod ops;
+pub mod rate_limit;
 pub mod readiness;
 pub mod sandbox;
 pub mod telemetry;

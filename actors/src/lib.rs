@@ -7,6 +7,7 @@ pub mod health;
 pub mod http;
 pub mod keys_maintenance;
 pub mod keyvault;
+pub mod metrics;
 pub mod openrouter;
 pub mod pool;
 pub mod resilience;

@@ -480,12 +480,20 @@ where
         let Some(admission) = breaker.admit() else {
             return Err(breaker.unavailable());
         };
+        let attempt_started = std::time::Instant::now();
         let outcome = breaker
             .inner
             .machine
             .call_with(|error: &E| breaker.judge(error), operation())
             .await;
         drop(admission);
+        if !matches!(outcome, Err(failsafe::Error::Rejected)) {
+            crate::metrics::global().observe_request(
+                integration,
+                if outcome.is_ok() { "ok" } else { "error" },
+                attempt_started.elapsed(),
+            );
+        }
         let error = match outcome {
             Ok(value) => return Ok(value),
             // Our admission and failsafe's clock disagreed by a hair about the cooldown.

@@ -657,6 +657,7 @@ async fn drive(context: &RunContext, run_id: &str) -> Option<&'static str> {
             }
         };
         tracing::info!(phase = run.state.as_str(), "phase started");
+        let phase_started = std::time::Instant::now();
         let outcome = match run.state {
             RunState::Pending => advance_pending(context, &run).await,
             RunState::Claiming => phases::claim(context, &run, &strategy).await,
@@ -669,6 +670,13 @@ async fn drive(context: &RunContext, run_id: &str) -> Option<&'static str> {
             RunState::Provisioning => phases::provision(context, &run, &strategy).await,
             RunState::Complete | RunState::Failed => Ok(()),
         };
+        crate::metrics::global().observe_phase(
+            run.state.as_str(),
+            outcome
+                .as_ref()
+                .map_or_else(|error| error.code.as_str(), |()| "ok"),
+            phase_started.elapsed(),
+        );
         if let Err(error) = outcome {
             tracing::warn!(phase = run.state.as_str(), code = %error.code, detail = %error.detail, "phase failed");
             fail_current(context, run_id, &error.code, &error.detail).await;

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod key_queries;
 pub mod keys;
 pub mod pool;
+pub mod reveal;
 pub mod runs;
 pub mod stats;
 pub mod strategies;

@@ -6,6 +6,7 @@ mod binary;
 mod chain_actor;
 mod chain_clients;
 mod health;
+mod holder;
 mod keys_maintenance;
 mod openrouter_actor;
 mod ops;
