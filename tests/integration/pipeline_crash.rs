@@ -10,8 +10,8 @@
 //! are not.
 //!
 //! A transient failure (5xx) that outlasts the retries also opens the integration's circuit
-//! breaker, whose cooldown is 30 s and not configurable: one test (`claim_txs_down`) goes through
-//! that on purpose; the others inject permanent failures (4xx), which fail the phase at once
+//! breaker (cooldown BREAKER_COOLDOWN_SEC, 5 s in that test): one test (`claim_txs_down`) goes
+//! through that on purpose; the others inject permanent failures (4xx), which fail the phase at once
 //! without touching the breaker, and are otherwise the same for the pipeline (nothing was sent).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -36,7 +36,7 @@ use solana_sdk::signature::Signer;
 use crate::support::eventually;
 
 const CALL: Duration = Duration::from_secs(10);
-/// Long enough for any run here (the slowest waits out a 30 s breaker cooldown separately).
+/// Long enough for any run here (the slowest waits out a breaker cooldown separately).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 const CLAIM_TXS: &str = "POST /api/v1/token-launch/claim-txs/v3";
@@ -485,7 +485,8 @@ async fn resume_to_end(harness: &Harness, run_id: &str) -> Run {
 /// the resume completes with one claim landing per position, as the reference run.
 #[tokio::test(flavor = "multi_thread")]
 async fn claim_txs_down_then_resumed_after_the_breaker_cools_down() {
-    let setup = Setup::default();
+    // Long enough that the first resume still meets the open breaker, short enough for CI.
+    let setup = Setup::default().var("BREAKER_COOLDOWN_SEC", "5");
     let ((reference, expected), harness) = tokio::join!(reference(&setup), Harness::start(&setup));
     harness.fault("bags", CLAIM_TXS, always(status(500)));
     let run_id = harness.start_run().await;
@@ -502,7 +503,7 @@ async fn claim_txs_down_then_resumed_after_the_breaker_cools_down() {
     assert_eq!(again.error_code.as_deref(), Some("BAGS_UNAVAILABLE"));
     assert!(harness.sandbox.ledger.received().is_empty(), "nothing sent");
 
-    eventually(Duration::from_secs(40), || {
+    eventually(Duration::from_secs(15), || {
         let breaker = breaker.clone();
         async move { (breaker.state() != BreakerState::Open).then_some(()) }
     })
