@@ -16,6 +16,7 @@ use creditbrain_actors::run::{self as runs, CoordinatorError, StartedRun};
 use creditbrain_actors::scheduler::request_resync;
 use creditbrain_actors::store::StoreError;
 use creditbrain_actors::store::audit::AuditRecord;
+use creditbrain_actors::store::cancel::CancelledRun;
 use creditbrain_actors::store::keys::UserKey;
 use creditbrain_actors::store::runs::{Run, RunError, RunFilter, RunState, TriggeredBy};
 use creditbrain_actors::store::strategies::{StoredStrategy, StrategyStoreError};
@@ -182,9 +183,16 @@ fn coordinator_error(error: CoordinatorError) -> OpError {
         CoordinatorError::Run(RunError::StrategyNotFound { strategy_id }) => {
             strategy_not_found(&strategy_id)
         }
-        CoordinatorError::Run(error @ RunError::NotResumable { .. }) => {
-            OpError::new(ErrorKind::Conflict, "run_not_resumable", error.to_string())
-        }
+        CoordinatorError::Run(
+            error @ (RunError::NotResumable { .. }
+            | RunError::NeverStarted { .. }
+            | RunError::Cancelled { .. }),
+        ) => OpError::new(ErrorKind::Conflict, "run_not_resumable", error.to_string()),
+        CoordinatorError::Run(error @ RunError::NotCancellable { .. }) => OpError::new(
+            ErrorKind::Conflict,
+            "run_not_cancellable",
+            error.to_string(),
+        ),
         CoordinatorError::Run(error @ RunError::RunInProgress { .. }) => {
             OpError::new(ErrorKind::Conflict, "run_in_progress", error.to_string())
         }
@@ -518,6 +526,32 @@ pub async fn resume_run(handle: &Handle, run_id: &str) -> Result<RunStarted, OpE
         .await
         .map_err(coordinator_error)?;
     started(outcome)
+}
+
+/// `POST /api/runs/{id}/cancel`, `creditbrain run --cancel`: gives up a FAILED run for good; its
+/// unapplied grants are released (carried over in credits mode). `reason` is audited.
+pub async fn cancel_run(
+    handle: &Handle,
+    run_id: &str,
+    reason: &str,
+    actor: &str,
+) -> Result<CancelledRun, OpError> {
+    if reason.trim().is_empty() {
+        return Err(OpError::bad_request(
+            "invalid_reason",
+            "say why the run is cancelled (it is kept in the audit log)",
+        ));
+    }
+    let coordinator = coordinator(handle)?;
+    runs::cancel_run(
+        &coordinator,
+        run_id,
+        reason,
+        actor,
+        handle.settings.command_timeout,
+    )
+    .await
+    .map_err(coordinator_error)
 }
 
 /// Filters of `GET /api/runs` and `creditbrain status --strategy`.

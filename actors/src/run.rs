@@ -18,6 +18,7 @@ use crate::keyvault::KeyVault;
 use crate::openrouter::OpenRouterMsg;
 use crate::pool::PoolMsg;
 use crate::store::Store;
+use crate::store::cancel::CancelledRun;
 use crate::store::runs::{NewRun, RunError, RunFilter, RunState, TriggeredBy, fail_on};
 use crate::store::strategies::StoredStrategy;
 use crate::strategy::StrategyStatus;
@@ -109,7 +110,12 @@ impl CoordinatorError {
         match self {
             CoordinatorError::StrategyNotFound(_) => "STRATEGY_NOT_FOUND",
             CoordinatorError::Run(RunError::NotFound { .. }) => "RUN_NOT_FOUND",
-            CoordinatorError::Run(RunError::NotResumable { .. }) => "RUN_NOT_RESUMABLE",
+            CoordinatorError::Run(
+                RunError::NotResumable { .. }
+                | RunError::NeverStarted { .. }
+                | RunError::Cancelled { .. },
+            ) => "RUN_NOT_RESUMABLE",
+            CoordinatorError::Run(RunError::NotCancellable { .. }) => "RUN_NOT_CANCELLABLE",
             CoordinatorError::Run(RunError::RunInProgress { .. }) => "RUN_IN_PROGRESS",
             CoordinatorError::Run(RunError::Store(store)) if store.is_locked() => "DB_LOCKED",
             CoordinatorError::Run(_) => "RUN_ERROR",
@@ -133,6 +139,14 @@ pub enum CoordinatorMsg {
     Resume {
         run_id: String,
         reply: Reply<StartedRun>,
+    },
+    /// Cancels a FAILED run that will not be resumed: its unapplied grants are released (and
+    /// carried over in credits mode); it can no longer be resumed.
+    Cancel {
+        run_id: String,
+        reason: String,
+        actor: String,
+        reply: Reply<CancelledRun>,
     },
     /// Sets the runtime kill switch (persisted and audited).
     SetKillSwitch {
@@ -236,6 +250,29 @@ impl Actor for RunCoordinator {
             CoordinatorMsg::Resume { run_id, reply } => {
                 let resumed = resume(&myself, state, &run_id).await;
                 let _ = reply.send(resumed);
+            }
+            CoordinatorMsg::Cancel {
+                run_id,
+                reason,
+                actor,
+                reply,
+            } => {
+                // Here, not in the frontend, so a cancel and a resume of one run never interleave.
+                let driven = state.workers.values().any(|(run, _)| *run == run_id);
+                let result = if driven {
+                    Err(CoordinatorError::Run(RunError::NotCancellable {
+                        run_id,
+                        why: "a worker is driving it".into(),
+                    }))
+                } else {
+                    state
+                        .context
+                        .store
+                        .cancel_run(&run_id, &actor, &reason)
+                        .await
+                        .map_err(CoordinatorError::Run)
+                };
+                let _ = reply.send(result);
             }
             CoordinatorMsg::SetKillSwitch { on, actor, reply } => {
                 let result = state
@@ -736,6 +773,24 @@ pub async fn resume_run(
     let run_id = run_id.to_string();
     call(coordinator, timeout, |reply| CoordinatorMsg::Resume {
         run_id,
+        reply,
+    })
+    .await
+}
+
+/// Cancels a FAILED run through the coordinator.
+pub async fn cancel_run(
+    coordinator: &ActorRef<CoordinatorMsg>,
+    run_id: &str,
+    reason: &str,
+    actor: &str,
+    timeout: Duration,
+) -> Result<CancelledRun, CoordinatorError> {
+    let (run_id, reason, actor) = (run_id.to_string(), reason.to_string(), actor.to_string());
+    call(coordinator, timeout, |reply| CoordinatorMsg::Cancel {
+        run_id,
+        reason,
+        actor,
         reply,
     })
     .await

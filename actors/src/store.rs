@@ -20,6 +20,7 @@ mod tests;
 pub mod allocations;
 pub mod allowance;
 pub mod audit;
+pub mod cancel;
 pub mod key_queries;
 pub mod keys;
 pub mod pool;

@@ -241,3 +241,132 @@ async fn operations_cover_strategies_runs_policy_keys_and_stats() {
 
     daemon.stop().await;
 }
+
+/// A run FAILED in PROVISIONING holds its grants out of every other run's room; cancelling it
+/// releases them into the strategy's carry-over, which the next run grants: nothing lost, nothing
+/// granted twice, and the cancelled run can never be resumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_failed_run_releases_its_grants_into_the_next_run() {
+    use creditbrain::sandbox::faults::{Fault, FaultMode, FaultRule};
+
+    let daemon = SandboxDaemon::start(8, &[]).await;
+    let handle = &daemon.daemon.handle;
+    // OpenRouter refuses every key creation (a 4xx: no retries, no breaker).
+    daemon.sandbox.faults.add_rule(FaultRule {
+        fake: "openrouter".into(),
+        route: Some("POST /api/v1/keys".into()),
+        latency: None,
+        mode: Some(FaultMode::Always {
+            fault: Fault::ServerError { status: 400 },
+        }),
+    });
+    let started = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Manual)
+        .await
+        .unwrap();
+    let failed = daemon.wait_for_end(&started.run_id).await;
+    assert_eq!(
+        (failed.state, failed.error_failed_state),
+        (RunState::Failed, Some(RunState::Provisioning)),
+        "{failed:?}"
+    );
+    let allocated = failed.allocated_micro_usd.unwrap();
+    assert!(allocated > 0);
+    assert_eq!(
+        ops::pool_status_view(handle)
+            .await
+            .unwrap()
+            .open_grants_micro_usd,
+        allocated,
+        "the failed run's grants are still promised"
+    );
+    let carry_before = ops::get_strategy(handle, &daemon.strategy_id)
+        .await
+        .unwrap()["carryOverMicroUsd"]
+        .as_i64()
+        .unwrap();
+
+    assert_eq!(
+        ops::cancel_run(handle, &started.run_id, " ", "test")
+            .await
+            .unwrap_err()
+            .code,
+        "invalid_reason"
+    );
+    let cancelled = ops::cancel_run(handle, &started.run_id, "openrouter refused keys", "test")
+        .await
+        .unwrap();
+    assert_eq!(cancelled.released_micro_usd, allocated);
+    assert_eq!(cancelled.carried_over_micro_usd, allocated);
+    assert_eq!(cancelled.skipped_allocations, failed.holders_count.unwrap());
+    assert_eq!(
+        ops::pool_status_view(handle)
+            .await
+            .unwrap()
+            .open_grants_micro_usd,
+        0
+    );
+    let carry_after = ops::get_strategy(handle, &daemon.strategy_id)
+        .await
+        .unwrap()["carryOverMicroUsd"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(carry_after, carry_before + allocated);
+    let run = ops::get_run(handle, &started.run_id).await.unwrap();
+    assert_eq!(
+        (
+            run.allocated_micro_usd,
+            run.carry_out_micro_usd,
+            run.skipped_reason.as_deref()
+        ),
+        (Some(0), run.budget_micro_usd, Some("cancelled"))
+    );
+    assert_eq!(
+        ops::resume_run(handle, &started.run_id)
+            .await
+            .unwrap_err()
+            .code,
+        "run_not_resumable"
+    );
+    assert_eq!(
+        ops::cancel_run(handle, &started.run_id, "again", "test")
+            .await
+            .unwrap_err()
+            .code,
+        "run_not_cancellable"
+    );
+
+    // New fees arrive; the next run carries the released grants in and grants them.
+    daemon.sandbox.faults.clear(None);
+    let (signer, mint) = (
+        daemon.sandbox.world.signer.pubkey(),
+        daemon.sandbox.world.positions[0].0,
+    );
+    daemon.sandbox.bags.add_position(&signer, &mint, 2_000_000_000);
+    let next = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Manual)
+        .await
+        .unwrap();
+    let next = daemon.wait_for_end(&next.run_id).await;
+    assert_eq!(next.state, RunState::Complete, "{next:?}");
+    assert_eq!(next.carry_in_micro_usd, Some(carry_after));
+    let keys = ops::list_keys(handle, Some(&daemon.strategy_id), None)
+        .await
+        .unwrap();
+    let granted: i64 = keys.iter().map(|key| key.limit_micro_usd).sum();
+    assert_eq!(granted, next.allocated_micro_usd.unwrap());
+    assert_eq!(
+        ops::cancel_run(handle, &next.run_id, "done already", "test")
+            .await
+            .unwrap_err()
+            .code,
+        "run_not_cancellable"
+    );
+    let audit = daemon
+        .daemon
+        .handle
+        .store
+        .audit_for_run(&started.run_id)
+        .await
+        .unwrap();
+    assert!(audit.iter().any(|row| row.action == "run_cancelled"));
+    daemon.stop().await;
+}

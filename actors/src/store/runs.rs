@@ -32,6 +32,9 @@ use super::{Store, StoreError, format_timestamp};
 /// `skipped_reason` of a run recorded as blocked by policy (it never entered CLAIMING).
 pub const BLOCKED_REASON: &str = "blocked_by_policy";
 
+/// `skipped_reason` of a FAILED run an operator cancelled (see `Store::cancel_run`).
+pub const CANCELLED_REASON: &str = "cancelled";
+
 /// The audit actor of state changes made by the pipeline itself.
 pub const WORKER_ACTOR: &str = "worker";
 
@@ -202,6 +205,11 @@ pub struct Run {
 }
 
 impl Run {
+    /// Cancelled by an operator after it failed: never resumed again.
+    pub fn was_cancelled(&self) -> bool {
+        self.state == RunState::Failed && self.skipped_reason.as_deref() == Some(CANCELLED_REASON)
+    }
+
     /// Recorded as blocked by policy: it never started and cannot be resumed.
     pub fn was_blocked(&self) -> bool {
         self.skipped_reason.as_deref() == Some(BLOCKED_REASON)
@@ -549,6 +557,10 @@ pub enum RunError {
     NotResumable { run_id: String, state: RunState },
     #[error("run {run_id} was blocked by policy ({code}) and never started: start a new run")]
     NeverStarted { run_id: String, code: String },
+    #[error("run {run_id} was cancelled: start a new run")]
+    Cancelled { run_id: String },
+    #[error("run {run_id} cannot be cancelled: {why}")]
+    NotCancellable { run_id: String, why: String },
     #[error("run {run_id} is {state}: there is nothing to drive")]
     NotActive { run_id: String, state: RunState },
     /// Bad arguments (outputs of another phase, an unbalanced allocation, an empty code ...).
@@ -599,7 +611,10 @@ fn format_date(date: NaiveDate) -> String {
     date.format("%Y-%m-%d").to_string()
 }
 
-async fn fetch_run(conn: &mut SqliteConnection, run_id: &str) -> Result<Option<Run>, StoreError> {
+pub(crate) async fn fetch_run(
+    conn: &mut SqliteConnection,
+    run_id: &str,
+) -> Result<Option<Run>, StoreError> {
     Ok(
         sqlx::query_as::<_, Run>("SELECT * FROM runs WHERE run_id = ?")
             .bind(run_id)
@@ -1011,6 +1026,11 @@ impl Store {
             return Err(RunError::NeverStarted {
                 run_id: run_id.to_owned(),
                 code: run.error_code.unwrap_or_default(),
+            });
+        }
+        if run.was_cancelled() {
+            return Err(RunError::Cancelled {
+                run_id: run_id.to_owned(),
             });
         }
         let resume_at = run.error_failed_state.ok_or_else(|| {
