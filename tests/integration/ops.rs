@@ -341,7 +341,10 @@ async fn cancelling_a_failed_run_releases_its_grants_into_the_next_run() {
         daemon.sandbox.world.signer.pubkey(),
         daemon.sandbox.world.positions[0].0,
     );
-    daemon.sandbox.bags.add_position(&signer, &mint, 2_000_000_000);
+    daemon
+        .sandbox
+        .bags
+        .add_position(&signer, &mint, 2_000_000_000);
     let next = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Manual)
         .await
         .unwrap();
@@ -368,5 +371,87 @@ async fn cancelling_a_failed_run_releases_its_grants_into_the_next_run() {
         .await
         .unwrap();
     assert!(audit.iter().any(|row| row.action == "run_cancelled"));
+    daemon.stop().await;
+}
+
+/// A strategy switched from allowance (monthly) to credits: its keys stop resetting, and a key's
+/// limit becomes what it has spent plus its new grant, so the holder can spend exactly the grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn switching_a_strategy_from_allowance_to_credits_ends_the_resets() {
+    let daemon = SandboxDaemon::start(6, &[("KEY_LIMIT_RESET", "monthly")]).await;
+    let handle = &daemon.daemon.handle;
+    let first = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Manual)
+        .await
+        .unwrap();
+    assert_eq!(
+        daemon.wait_for_end(&first.run_id).await.state,
+        RunState::Complete
+    );
+    let keys = ops::list_keys(handle, Some(&daemon.strategy_id), None)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    assert!(
+        keys.iter()
+            .all(|key| key.limit_reset.as_deref() == Some("monthly"))
+    );
+    let spender = keys[0].clone();
+    daemon
+        .sandbox
+        .openrouter
+        .add_usage(&spender.key_hash, 1_230_000)
+        .unwrap();
+
+    ops::update_strategy(
+        handle,
+        &daemon.strategy_id,
+        &serde_json::from_value::<StrategyPatch>(serde_json::json!({"keyLimitReset": null}))
+            .unwrap(),
+        "test",
+    )
+    .await
+    .unwrap();
+    let (signer, mint) = (
+        daemon.sandbox.world.signer.pubkey(),
+        daemon.sandbox.world.positions[0].0,
+    );
+    daemon
+        .sandbox
+        .bags
+        .add_position(&signer, &mint, 2_000_000_000);
+    let second = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Manual)
+        .await
+        .unwrap();
+    let second = daemon.wait_for_end(&second.run_id).await;
+    assert_eq!(second.state, RunState::Complete, "{second:?}");
+
+    let ledger = ops::list_keys(handle, Some(&daemon.strategy_id), None)
+        .await
+        .unwrap();
+    assert!(
+        ledger.iter().all(|key| key.limit_reset.is_none()),
+        "{ledger:?}"
+    );
+    let remote = daemon.sandbox.openrouter.keys();
+    let grants = daemon
+        .daemon
+        .handle
+        .store
+        .allocations_for_run(&second.run_id)
+        .await
+        .unwrap();
+    let grant = grants
+        .iter()
+        .find(|allocation| allocation.holder_wallet == spender.holder_wallet)
+        .map(|allocation| allocation.grant_micro_usd)
+        .expect("the spender got a grant");
+    let remote_spender = remote
+        .iter()
+        .find(|key| key.hash == spender.key_hash)
+        .unwrap();
+    assert_eq!(remote_spender.limit_reset, None);
+    assert_eq!(remote_spender.limit_micro_usd, Some(1_230_000 + grant));
+    assert_eq!(remote_spender.limit_remaining_micro_usd, Some(grant));
+    assert!(remote.iter().all(|key| key.limit_reset.is_none()));
     daemon.stop().await;
 }

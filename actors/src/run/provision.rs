@@ -7,7 +7,8 @@
 //! credits grants are added to the key's current limit (capped by `MAX_KEY_LIMIT`); allowances
 //! replace it — the target is the allowance itself, 0 ends it — and every key an allowance run
 //! touches or creates gets the strategy's `limit_reset`. An allowance of 0 for a holder without a
-//! key creates nothing (the row is marked `skipped`).
+//! key creates nothing (the row is marked `skipped`). A key from allowance mode topped up in
+//! credits mode stops resetting, and its limit becomes its all-time usage plus the grant.
 //!
 //! Each allocation is applied in a task of its own ([`apply_once`]) under a per-allocation lock:
 //! a worker killed in the middle of an OpenRouter call does not cancel the call (it runs in the
@@ -315,13 +316,26 @@ pub(super) async fn apply(
         // Top-up: the new absolute limit, stored first; a retry after a crash finds it stored and
         // sends the same number instead of adding the grant again. An allowance replaces the
         // limit: the target is the allowance itself (0 ends it).
+        // A key left by allowance mode (it still resets) joining credits mode: its allowance
+        // ends, and its credit starts from what it has spent in all, read fresh from OpenRouter —
+        // without the reset its limit counts against all-time usage, so `usage + grant` is
+        // exactly the grant to spend. Read only when no target is stored yet; a retry sends the
+        // stored one.
+        let leaves_allowance = allowance.is_none() && key.limit_reset.is_some();
         let wanted = match allowance {
-            Some(_) => allocation.grant_micro_usd,
+            Some(_) => allocation.grant_micro_usd.min(spec.max_key_limit_micro_usd),
+            None if leaves_allowance && allocation.target_limit_micro_usd.is_none() => {
+                let spent = openrouter::get_key(&actor, key.key_hash.clone(), timeout)
+                    .await
+                    .map_err(|error| PhaseError::new(error.code(), error.to_string()))?
+                    .usage_micro_usd;
+                spent.saturating_add(allocation.grant_micro_usd.min(spec.max_key_limit_micro_usd))
+            }
             None => key
                 .limit_micro_usd
-                .saturating_add(allocation.grant_micro_usd),
-        }
-        .min(spec.max_key_limit_micro_usd);
+                .saturating_add(allocation.grant_micro_usd)
+                .min(spec.max_key_limit_micro_usd),
+        };
         let target = store
             .set_allocation_target(allocation.id, wanted, Some(&key.key_hash))
             .await?
@@ -335,18 +349,21 @@ pub(super) async fn apply(
             KeyUpdate {
                 limit_micro_usd: Some(Some(target.target_limit_micro_usd)),
                 // Every allowance key resets with the strategy's period (a key from credits mode
-                // starts to); sent each time, so a retry converges too.
-                limit_reset: allowance.map(|reset| openrouter_reset(Some(reset))),
+                // starts to), and a credits key never does (one from allowance mode stops);
+                // sent whenever it differs, so a retry converges too.
+                limit_reset: match allowance {
+                    Some(reset) => Some(openrouter_reset(Some(reset))),
+                    None if leaves_allowance => Some(None),
+                    None => None,
+                },
                 ..KeyUpdate::default()
             },
             timeout,
         )
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
-        if let Some(reset) = allowance
-            && key.limit_reset.as_deref() != Some(reset.as_str())
-        {
-            store.set_key_limit_reset(&hash, Some(reset)).await?;
+        if key.limit_reset.as_deref() != allowance.map(|reset| reset.as_str()) {
+            store.set_key_limit_reset(&hash, allowance).await?;
         }
         store
             .mark_allocation_applied(allocation.id, Some(&hash))
