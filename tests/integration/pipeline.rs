@@ -4,138 +4,25 @@
 
 use std::time::Duration;
 
-use creditbrain::config::Config;
-use creditbrain::daemon::RunningDaemon;
-use creditbrain::sandbox::ledger::LedgerOptions;
-use creditbrain::sandbox::world::{LAMPORTS_PER_SOL, WorldOptions};
-use creditbrain::sandbox::{Sandbox, SandboxOptions};
+use creditbrain::sandbox::world::LAMPORTS_PER_SOL;
 use creditbrain_actors::keyvault::{KeyVault, Sealed};
 use creditbrain_actors::run::{CoordinatorMsg, start_run};
-use creditbrain_actors::store::runs::{Run, RunState, TriggeredBy};
-use creditbrain_actors::store::strategies::NewStrategy;
-use ractor::ActorRef;
+use creditbrain_actors::store::runs::{RunState, TriggeredBy};
 use solana_sdk::signature::Signer;
 
-use crate::support::eventually;
+use crate::support::{SandboxDaemon, eventually};
 
-struct Pipeline {
-    sandbox: Sandbox,
-    dir: tempfile::TempDir,
-    daemon: RunningDaemon,
-    strategy_id: String,
-}
+/// The pipeline tests' world: the shared sandbox daemon with 30 holders and the seeded strategy
+/// (TOP_N_HOLDERS 20, $10 per grant, $100 per key, credits mode, 1 SOL threshold).
+type Pipeline = SandboxDaemon;
 
-impl Pipeline {
-    async fn start(extra: &[(&str, &str)]) -> Self {
-        let sandbox = Sandbox::start(SandboxOptions {
-            world: WorldOptions {
-                holders: 30,
-                ..WorldOptions::default()
-            },
-            ledger: LedgerOptions {
-                slot_duration: Duration::from_millis(20),
-                ..LedgerOptions::default()
-            },
-            ..SandboxOptions::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut vars = sandbox.daemon_vars();
-        for (name, value) in [
-            ("API_AUTH_TOKEN", "pipeline-test-token-0123456789"),
-            ("HOST", "127.0.0.1"),
-            ("PORT", "0"),
-            ("KEY_LIMIT_RESET", "null"),
-            ("HEALTH_PROBE_INTERVAL_SEC", "1"),
-        ]
-        .into_iter()
-        .chain(extra.iter().copied())
-        {
-            vars.insert(name.into(), value.into());
-        }
-        vars.insert(
-            "DATABASE_PATH".into(),
-            dir.path().join("pipeline.db").display().to_string(),
-        );
-        vars.insert(
-            "ADMIN_SOCKET_PATH".into(),
-            dir.path().join("pipeline.sock").display().to_string(),
-        );
-        let config = Config::from_vars(&vars).unwrap_or_else(|errors| panic!("{errors}"));
-        let daemon = creditbrain::daemon::start(&config)
-            .await
-            .expect("daemon starts");
-        let strategy = daemon
-            .handle
-            .store
-            .insert_strategy(&NewStrategy {
-                owner_wallet: sandbox.world.signer.pubkey().to_string(),
-                token_mint: sandbox.world.token_mint.to_string(),
-                fee_source: "CLAIMABLE_POSITIONS".into(),
-                threshold_lamports: LAMPORTS_PER_SOL as i64,
-                slippage_bps: 50,
-                distribution_mode: "TOP_N_HOLDERS".into(),
-                top_n: 20,
-                min_holding_base_units: "0".into(),
-                max_grant_micro_usd: 10_000_000,
-                max_key_limit_micro_usd: 100_000_000,
-                key_limit_reset: None,
-                key_expiry_days: 365,
-                reserve_bps: 1_000,
-                cron_schedule: "0 */6 * * *".into(),
-                status: "active".into(),
-            })
-            .await
-            .unwrap();
-        Self {
-            sandbox,
-            dir,
-            daemon,
-            strategy_id: strategy.strategy_id,
-        }
-    }
-
-    fn coordinator(&self) -> ActorRef<CoordinatorMsg> {
-        self.daemon
-            .handle
-            .coordinator
-            .get()
-            .expect("coordinator running")
-    }
-
-    async fn run_to_end(&self, dry_run: Option<bool>) -> Run {
-        let started = start_run(
-            &self.coordinator(),
-            &self.strategy_id,
-            TriggeredBy::Manual,
-            dry_run,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-        assert_eq!(started.blocked_code, None);
-        self.wait_for_end(&started.run_id).await
-    }
-
-    async fn wait_for_end(&self, run_id: &str) -> Run {
-        let store = &self.daemon.handle.store;
-        eventually(Duration::from_secs(60), || async {
-            let run = store.run(run_id).await.unwrap().unwrap();
-            run.state.is_terminal().then_some(run)
-        })
-        .await
-    }
-
-    async fn stop(self) {
-        self.daemon.shutdown_trigger().trigger();
-        self.daemon.wait().await.unwrap();
-    }
+async fn start(extra: &[(&str, &str)]) -> Pipeline {
+    SandboxDaemon::start(30, extra).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_completes_with_the_fakes_state_equal_to_its_records_and_a_second_tops_up() {
-    let pipeline = Pipeline::start(&[]).await;
+    let pipeline = start(&[]).await;
     let store = pipeline.daemon.handle.store.clone();
     let signer = pipeline.sandbox.world.signer.pubkey();
     let lamports_before = pipeline.sandbox.ledger.lamports(&signer);
@@ -202,7 +89,7 @@ async fn a_run_completes_with_the_fakes_state_equal_to_its_records_and_a_second_
     );
 
     // The plaintext is sealed at rest and opens with the vault beside the database.
-    let vault = KeyVault::from_config(None, &pipeline.dir.path().join("pipeline.db")).unwrap();
+    let vault = KeyVault::from_config(None, &pipeline.dir.path().join("daemon.db")).unwrap();
     let stored = store
         .key_by_hash(allocations[0].key_hash.as_ref().unwrap())
         .await
@@ -250,7 +137,7 @@ async fn a_run_completes_with_the_fakes_state_equal_to_its_records_and_a_second_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_changes_nothing_anywhere() {
-    let pipeline = Pipeline::start(&[]).await;
+    let pipeline = start(&[]).await;
     let store = pipeline.daemon.handle.store.clone();
     let signer = pipeline.sandbox.world.signer.pubkey();
     let lamports = pipeline.sandbox.ledger.lamports(&signer);
@@ -292,7 +179,7 @@ async fn a_dry_run_changes_nothing_anywhere() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_kill_switch_and_the_daily_cap_record_failed_runs_with_their_codes() {
-    let pipeline = Pipeline::start(&[("MAX_DAILY_RUNS", "1")]).await;
+    let pipeline = start(&[("MAX_DAILY_RUNS", "1")]).await;
     let store = pipeline.daemon.handle.store.clone();
     let coordinator = pipeline.coordinator();
     let (reply, answer) = ractor::concurrency::oneshot();
@@ -354,7 +241,7 @@ async fn the_kill_switch_and_the_daily_cap_record_failed_runs_with_their_codes()
 async fn a_worker_that_lost_its_lease_steps_back_instead_of_racing_the_new_holder() {
     use creditbrain::sandbox::faults::{FaultRule, Latency};
 
-    let pipeline = Pipeline::start(&[]).await;
+    let pipeline = start(&[]).await;
     let store = pipeline.daemon.handle.store.clone();
     // The swap's quote takes a second: time to take the lease over mid-phase.
     pipeline.sandbox.faults.add_rule(FaultRule {

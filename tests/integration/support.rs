@@ -290,6 +290,29 @@ impl SandboxDaemon {
             .bearer_auth(SANDBOX_API_TOKEN)
     }
 
+    pub fn coordinator(&self) -> ractor::ActorRef<creditbrain_actors::run::CoordinatorMsg> {
+        self.daemon
+            .handle
+            .coordinator
+            .get()
+            .expect("coordinator running")
+    }
+
+    /// Starts a run of the seeded strategy (not blocked) and waits for its end.
+    pub async fn run_to_end(&self, dry_run: Option<bool>) -> creditbrain_actors::store::runs::Run {
+        let started = creditbrain_actors::run::start_run(
+            &self.coordinator(),
+            &self.strategy_id,
+            creditbrain_actors::store::runs::TriggeredBy::Manual,
+            dry_run,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(started.blocked_code, None);
+        self.wait_for_end(&started.run_id).await
+    }
+
     /// Waits (up to 60 s) for a run to be COMPLETE or FAILED and returns its row.
     pub async fn wait_for_end(&self, run_id: &str) -> creditbrain_actors::store::runs::Run {
         let store = &self.daemon.handle.store;
