@@ -31,7 +31,8 @@ pub fn init_stderr(level: &str) {
     init_with(level, std::io::stderr);
 }
 
-fn init_with<W>(level: &str, make_writer: W)
+/// Like [`init`], into any writer (tests capture the daemon's log lines with it).
+pub fn init_with<W>(level: &str, make_writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {

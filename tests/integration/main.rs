@@ -21,6 +21,7 @@ mod sandbox_openrouter;
 mod sandbox_rpc;
 mod sandbox_world;
 mod scheduler;
+mod secrets;
 mod supervision;
 mod support;
 mod tx_protocol;
