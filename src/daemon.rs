@@ -180,6 +180,15 @@ impl Breakers {
 pub enum DaemonError {
     #[error(transparent)]
     AdminSocket(#[from] AdminSocketError),
+    #[error(
+        "another creditbrain daemon is using the database {0} (its lock file is held); one daemon per database"
+    )]
+    DatabaseInUse(PathBuf),
+    #[error("database lock file {path}: {source}")]
+    DatabaseLock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {address}: {source}")]
@@ -205,6 +214,52 @@ pub struct RunningDaemon {
     admin_task: JoinHandle<()>,
     /// Tells the HTTP and admin servers to stop accepting.
     frontends_stop: watch::Sender<bool>,
+    /// Held until the daemon is dropped: no second daemon on this database meanwhile.
+    _database_lock: DatabaseLock,
+}
+
+/// An exclusive `flock` on `<database>.lock`, held for the daemon's lifetime. The kernel releases
+/// it when the process dies however it dies, so a restart after `kill -9` takes it at once, and
+/// while it is held a second daemon on the same database (another socket path, another port)
+/// refuses to start instead of racing the first one's runs.
+struct DatabaseLock {
+    _file: std::fs::File,
+}
+
+impl DatabaseLock {
+    fn acquire(database_path: &std::path::Path) -> Result<Self, DaemonError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+
+        let mut path = database_path.as_os_str().to_owned();
+        path.push(".lock");
+        let path = PathBuf::from(path);
+        let lock_error = |source| DaemonError::DatabaseLock {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(lock_error)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(lock_error)?;
+        // SAFETY: flock(2) on a descriptor we own for as long as `file` lives.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked != 0 {
+            let error = std::io::Error::last_os_error();
+            return Err(if error.kind() == std::io::ErrorKind::WouldBlock {
+                DaemonError::DatabaseInUse(database_path.to_path_buf())
+            } else {
+                lock_error(error)
+            });
+        }
+        Ok(Self { _file: file })
+    }
 }
 
 /// Asks a running daemon to shut down; cheap to clone into a signal handler.
@@ -236,8 +291,22 @@ async fn start_after_socket(
     admin_socket: AdminSocket,
 ) -> Result<RunningDaemon, DaemonError> {
     let started_at = Instant::now();
+    let database_lock = DatabaseLock::acquire(&config.database_path)?;
     let store = Store::open(&config.database_path).await?;
     tracing::info!(path = %config.database_path.display(), "database ready");
+    // We hold the database's lock: a lease still recorded is a dead daemon's. Dropping them lets
+    // this start resume the runs it left in flight at once, not when the leases expire.
+    match store.clear_leases_of_dead_daemons().await {
+        Ok(0) => {}
+        Ok(cleared) => tracing::info!(
+            leases = cleared,
+            "runs left in flight by a stopped daemon will resume"
+        ),
+        Err(error) => {
+            store.close().await;
+            return Err(error.into());
+        }
+    }
 
     let (health_publisher, health_reports) = watch::channel(HealthReport::default());
     let health_publisher = Arc::new(health_publisher);
@@ -501,6 +570,7 @@ async fn start_after_socket(
         http_task,
         admin_task,
         frontends_stop,
+        _database_lock: database_lock,
     })
 }
 

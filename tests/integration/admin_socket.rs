@@ -113,6 +113,43 @@ async fn a_second_daemon_on_the_same_socket_refuses_to_start() {
     daemon.stop().await;
 }
 
+/// One daemon per database, whatever its socket and port: the second refuses (the database lock
+/// file), and the first is untouched. Once the first is gone the lock is free again.
+#[tokio::test]
+async fn a_second_daemon_on_the_same_database_refuses_to_start() {
+    let daemon = TestDaemon::start().await;
+    let mut vars = daemon.env.vars.clone();
+    vars.insert(
+        "ADMIN_SOCKET_PATH".into(),
+        daemon
+            .env
+            .dir
+            .path()
+            .join("other.sock")
+            .display()
+            .to_string(),
+    );
+    let other = creditbrain::config::Config::from_vars(&vars).unwrap();
+    let error = match creditbrain::daemon::start(&other).await {
+        Ok(_) => panic!("a second daemon started on a database in use"),
+        Err(error) => error,
+    };
+    assert!(matches!(error, DaemonError::DatabaseInUse(_)), "{error}");
+    assert!(
+        !daemon.env.dir.path().join("other.sock").exists(),
+        "its socket was removed"
+    );
+    AdminClient::connect(&daemon.env.socket_path())
+        .await
+        .expect("first daemon still answers");
+    daemon.stop().await;
+    let second = creditbrain::daemon::start(&other)
+        .await
+        .expect("the lock is free again");
+    second.shutdown_trigger().trigger();
+    second.wait().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_stale_socket_is_replaced_and_removed_on_shutdown() {
     let credits = CreditsServer::start().await;

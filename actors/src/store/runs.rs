@@ -1156,6 +1156,17 @@ impl Store {
             .await
     }
 
+    /// Drops every lease. Only for a daemon that holds the database's lock file at start-up:
+    /// then no other daemon can be running on this database, so every lease left belongs to a
+    /// process that died (killed, crashed, power loss) and would otherwise hold its runs back
+    /// until the lease expired. Returns how many were dropped.
+    pub async fn clear_leases_of_dead_daemons(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM run_leases")
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub(crate) async fn acquire_lease_at(
         &self,
         strategy_id: &str,
