@@ -35,7 +35,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "RUN_ID")]
     pub resume: Option<String>,
     /// Walk every phase without side effects (default: DRY_RUN).
-    #[arg(long, requires = "strategy")]
+    #[arg(long, conflicts_with = "resume")]
     pub dry_run: bool,
     /// Print the run id and return at once; the run goes on in the daemon.
     #[arg(long)]

@@ -5,6 +5,7 @@ mod admin_socket;
 mod binary;
 mod chain_actor;
 mod chain_clients;
+mod cli;
 mod health;
 mod keys_maintenance;
 mod openrouter_actor;
