@@ -7,6 +7,17 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for command output: when the reader goes away (`creditbrain list-keys | head`) the
+/// command ends quietly instead of panicking on the broken pipe.
+macro_rules! out {
+    () => {
+        $crate::cli::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 pub mod format;
 pub mod keys;
 pub mod kill_switch;
@@ -104,6 +115,22 @@ pub enum ConfigCommand {
     Check,
 }
 
+/// Writes one line to stdout; a closed stdout ends the process with [`exit::FAILURE`] (the output
+/// was not delivered), any other write error too, after saying so.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        if error.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("creditbrain: stdout: {error}");
+        }
+        std::process::exit(exit::FAILURE);
+    }
+}
+
 impl Cli {
     pub fn socket_path(&self) -> PathBuf {
         self.socket
@@ -118,14 +145,14 @@ pub fn config_check() -> i32 {
         Ok(config) => {
             let rows = config.describe();
             let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(0);
-            println!("configuration is valid:");
+            out!("configuration is valid:");
             for row in rows {
                 let source = match row.source {
                     ValueSource::Default => "default",
                     ValueSource::Env => "env",
                     ValueSource::DotEnv => ".env",
                 };
-                println!("  {:width$}  {}  ({source})", row.name, row.value);
+                out!("  {:width$}  {}  ({source})", row.name, row.value);
             }
             exit::OK
         }
@@ -138,14 +165,13 @@ pub fn config_check() -> i32 {
 
 /// `creditbrain health`.
 pub async fn health(socket: &Path, json: bool) -> i32 {
-    // The readiness JSON is the runbook's, so a failure to get it is reported in text only.
-    let reply = match session::request(socket, false, AdminRequest::Health).await {
+    let reply = match session::request(socket, json, AdminRequest::Health).await {
         Ok(AdminResponse::Health(reply)) => reply,
-        Ok(other) => return unexpected(&other, false),
+        Ok(other) => return unexpected(&other, json),
         Err(code) => return code,
     };
     if json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&reply.readiness).expect("readiness serializes")
         );
@@ -161,9 +187,10 @@ pub async fn health(socket: &Path, json: bool) -> i32 {
 
 fn print_health(reply: &HealthReply) {
     let readiness = &reply.readiness;
-    println!(
+    out!(
         "status: {} (uptime {} s)",
-        readiness.status, readiness.uptime
+        readiness.status,
+        readiness.uptime
     );
     let dependencies = [
         (
@@ -184,19 +211,19 @@ fn print_health(reply: &HealthReply) {
             .as_deref()
             .map(|e| format!("  {e}"))
             .unwrap_or_default();
-        println!(
+        out!(
             "  {name:<11} {state:<5} {:>5} ms{error}",
             detail.response_time_ms
         );
     }
     match &reply.report.checked_at {
-        Some(at) => println!(
+        Some(at) => out!(
             "checked at {}",
             creditbrain_actors::store::format_timestamp(*at)
         ),
-        None => println!("no probe has completed yet"),
+        None => out!("no probe has completed yet"),
     }
-    println!("integrations:");
+    out!("integrations:");
     for breaker in &reply.breakers {
         let state = match breaker.state {
             BreakerState::Closed => "closed",
@@ -208,7 +235,7 @@ fn print_health(reply: &HealthReply) {
             .as_deref()
             .map(|error| format!("  last error: {error}"))
             .unwrap_or_default();
-        println!(
+        out!(
             "  {:<11} {:<9} {} requests, {} failures, {} rejected{last_error}",
             breaker.integration.as_str(),
             state,
@@ -223,6 +250,6 @@ fn print_health(reply: &HealthReply) {
         .map(|(role, n)| format!("{role}={n}"))
         .collect();
     if !restarts.is_empty() {
-        println!("actor restarts: {}", restarts.join(", "));
+        out!("actor restarts: {}", restarts.join(", "));
     }
 }

@@ -234,9 +234,10 @@ const CLI_ACTOR: &str = "cli";
 async fn answer(handle: Handle, request: AdminRequest) -> AdminResponse {
     let handle = &handle;
     let outcome: Result<AdminResponse, OpError> = match request {
+        // The connection loop answers every hello itself; this arm only keeps the match whole.
         AdminRequest::Hello { .. } => Ok(AdminResponse::error(
             "invalid_request",
-            "hello is only valid as the first message",
+            "hello is part of the handshake",
         )),
         AdminRequest::Health => Ok(AdminResponse::Health(health_reply(handle))),
         AdminRequest::CreateStrategy { strategy } => {

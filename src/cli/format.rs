@@ -122,7 +122,7 @@ fn to_snake(name: &str) -> String {
 pub fn print_fields(rows: &[(&str, String)]) {
     let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     for (name, value) in rows {
-        println!("  {name:width$}  {value}");
+        out!("  {name:width$}  {value}");
     }
 }
 
@@ -170,14 +170,14 @@ impl Table {
                     line.push_str(&" ".repeat(pad + 2));
                 }
             }
-            println!("{}", line.trim_end());
+            out!("{}", line.trim_end());
         }
     }
 }
 
 /// Pretty JSON for `--json` output.
 pub fn print_json(value: &impl serde::Serialize) {
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(value).expect("views serialize")
     );
@@ -185,7 +185,7 @@ pub fn print_json(value: &impl serde::Serialize) {
 
 /// One JSON object on one line (for streams of events).
 pub fn print_json_line(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string(value).expect("views serialize"));
+    out!("{}", serde_json::to_string(value).expect("views serialize"));
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ pub async fn list_keys(socket: &Path, args: &ListKeysArgs) -> i32 {
 
 fn print_keys(keys: &[KeyView]) {
     if keys.is_empty() {
-        println!("no keys");
+        out!("no keys");
         return;
     }
     let mut table = Table::new(&[
@@ -82,7 +82,7 @@ fn print_keys(keys: &[KeyView]) {
     }
     table.print(0);
     let active = keys.iter().filter(|key| key.status == "active").count();
-    println!("{} key(s), {active} active", keys.len());
+    out!("{} key(s), {active} active", keys.len());
 }
 
 pub async fn reconcile(socket: &Path, args: &ReconcileArgs) -> i32 {
@@ -146,7 +146,7 @@ fn print_reconcile(reply: &ReconcileReply) {
     } else {
         "report only"
     };
-    println!(
+    out!(
         "reconcile ({mode}): {} OpenRouter keys, {} current ledger keys, {} ignored",
         count("openrouterKeys"),
         count("ledgerCurrentKeys"),
@@ -159,15 +159,15 @@ fn print_reconcile(reply: &ReconcileReply) {
         .unwrap_or(0);
     for (key, heading, meaning) in CATEGORIES {
         let items = report[key].as_array().map(Vec::as_slice).unwrap_or(&[]);
-        println!("  {heading:width$}  {:>4}  {meaning}", items.len());
+        out!("  {heading:width$}  {:>4}  {meaning}", items.len());
         for item in items {
-            println!("      {}", drift_item(item));
+            out!("      {}", drift_item(item));
         }
     }
     let counts = &report["counts"];
     if report["fixRequested"] == true {
         let n = |key: &str| counts[key].as_u64().unwrap_or(0);
-        println!(
+        out!(
             "repairs: {} fixed, {} deferred, {} skipped, {} failed",
             n("fixed"),
             n("deferred"),
@@ -176,12 +176,12 @@ fn print_reconcile(reply: &ReconcileReply) {
         );
     }
     match reply.drift_remaining {
-        0 => println!("no drift"),
+        0 => out!("no drift"),
         remaining if report["fixRequested"] == true => {
-            println!("{remaining} finding(s) remain; see above")
+            out!("{remaining} finding(s) remain; see above")
         }
         remaining => {
-            println!("{remaining} finding(s); `creditbrain reconcile --fix` repairs what it can")
+            out!("{remaining} finding(s); `creditbrain reconcile --fix` repairs what it can")
         }
     }
 }

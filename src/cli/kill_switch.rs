@@ -59,9 +59,9 @@ pub async fn kill_switch(socket: &Path, args: &KillSwitchArgs) -> i32 {
 fn print_kill_switch(view: &KillSwitchView) {
     let on_off = |on: bool| if on { "on" } else { "off" };
     if view.engaged {
-        println!("kill switch: ENGAGED (every run is blocked at the policy check)");
+        out!("kill switch: ENGAGED (every run is blocked at the policy check)");
     } else {
-        println!("kill switch: off (runs may start)");
+        out!("kill switch: off (runs may start)");
     }
     print_fields(&[
         (

@@ -25,7 +25,7 @@ pub async fn pool_status(socket: &Path, output: &OutputArgs) -> i32 {
 }
 
 fn print_pool(pool: &PoolView) {
-    println!("credit pool (checked at {})", pool.checked_at);
+    out!("credit pool (checked at {})", pool.checked_at);
     print_fields(&[
         ("balance", format::usd(pool.balance_micro_usd)),
         ("promised", format::usd(pool.promised_micro_usd)),
@@ -49,7 +49,7 @@ fn print_pool(pool: &PoolView) {
         ("total usage", format::usd(pool.total_usage_micro_usd)),
     ]);
     if pool.available_micro_usd == 0 {
-        println!(
+        out!(
             "nothing is available to grant: fund the OpenRouter account (see RUNBOOK: credit pool exhausted)"
         );
     }

@@ -132,11 +132,9 @@ fn announce(started: &RunStarted, resumed: bool, detach: bool, json: bool) {
     }
     let verb = if resumed { "resumed" } else { "started" };
     if detach {
-        println!(
-            "run {run_id} {verb} ({state}); follow it with: creditbrain status --run {run_id}"
-        );
+        out!("run {run_id} {verb} ({state}); follow it with: creditbrain status --run {run_id}");
     } else {
-        println!("run {run_id} {verb} ({state}); Ctrl-C stops watching, not the run");
+        out!("run {run_id} {verb} ({state}); Ctrl-C stops watching, not the run");
     }
 }
 
@@ -304,9 +302,11 @@ impl<'a> Transition<'a> {
             });
         } else {
             let from = self.from.unwrap_or("");
-            println!(
+            out!(
                 "{}  {from:>12} → {:<12}  {}",
-                row.created_at, self.to, self.note
+                row.created_at,
+                self.to,
+                self.note
             );
         }
     }
@@ -332,7 +332,7 @@ fn finish(detail: &RunDetail, json: bool) -> i32 {
     if json {
         print_json_line(&RunEvent::Finished(detail));
     } else {
-        println!();
+        out!();
         print_run_detail(detail);
     }
     run_exit(&detail.run)
@@ -408,10 +408,10 @@ pub async fn status(socket: &Path, args: &StatusArgs) -> i32 {
 fn print_run_detail(detail: &RunDetail) {
     let run = &detail.run;
     let dry = if run.dry_run { " (dry run)" } else { "" };
-    println!("run {} {}{dry}", run.run_id, run.state);
+    out!("run {} {}{dry}", run.run_id, run.state);
     print_fields(&run_fields(run));
     if !detail.transactions.is_empty() {
-        println!("transactions:");
+        out!("transactions:");
         let mut table = Table::new(&[
             "PHASE",
             "PURPOSE",
@@ -444,7 +444,7 @@ fn print_run_detail(detail: &RunDetail) {
             .iter()
             .map(|(status, count)| format!("{count} {status}"))
             .collect();
-        println!("allocations: {}", counts.join(", "));
+        out!("allocations: {}", counts.join(", "));
     }
     print_audit("audit log", &detail.audit);
 }
@@ -504,10 +504,10 @@ fn run_fields(run: &RunView) -> Vec<(&'static str, String)> {
 
 fn print_audit(heading: &str, audit: &[AuditView]) {
     if audit.is_empty() {
-        println!("{heading}: empty");
+        out!("{heading}: empty");
         return;
     }
-    println!("{heading}:");
+    out!("{heading}:");
     let mut table = Table::new(&["TIME", "PHASE", "ACTION", "ACTOR", "DETAILS"]);
     for row in audit {
         let mut details = match &row.details {
@@ -531,13 +531,13 @@ fn print_audit(heading: &str, audit: &[AuditView]) {
 
 fn print_strategy_status(status: &StrategyStatusView) {
     let strategy = &status.strategy;
-    println!("strategy {}", text(strategy, "strategyId"));
+    out!("strategy {}", text(strategy, "strategyId"));
     print_fields(&strategy_fields(strategy));
     if status.runs.is_empty() {
-        println!("no runs yet");
+        out!("no runs yet");
         return;
     }
-    println!("recent runs (newest first):");
+    out!("recent runs (newest first):");
     let mut table = Table::new(&[
         "RUN",
         "STATE",

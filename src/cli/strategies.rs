@@ -184,7 +184,7 @@ pub async fn list(socket: &Path, args: &ListArgs) -> i32 {
         return exit::OK;
     }
     if strategies.is_empty() {
-        println!("no strategies");
+        out!("no strategies");
         return exit::OK;
     }
     let mut table = Table::new(&[
@@ -249,7 +249,7 @@ pub async fn delete(socket: &Path, args: &DeleteArgs) -> i32 {
             if json {
                 print_json(&serde_json::json!({ "deleted": strategy_id }));
             } else {
-                println!("deleted strategy {strategy_id}");
+                out!("deleted strategy {strategy_id}");
             }
             exit::OK
         }
@@ -264,7 +264,7 @@ pub fn show_strategy(heading: &str, strategy: &Value, json: bool) {
         print_json(strategy);
         return;
     }
-    println!("{heading} {}", text(strategy, "strategyId"));
+    out!("{heading} {}", text(strategy, "strategyId"));
     print_fields(&strategy_fields(strategy));
 }
 
