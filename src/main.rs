@@ -2,21 +2,35 @@
 //! command.
 
 use clap::Parser;
-use creditbrain::cli::{Cli, Command, ConfigCommand, exit};
+use creditbrain::cli::{self, Cli, Command, ConfigCommand, exit};
 use creditbrain::config::Config;
 use creditbrain::daemon::ShutdownSignals;
 
 fn main() {
     let cli = Cli::parse();
+    let socket = cli.socket_path();
+    let socket = socket.as_path();
     let code = match &cli.command {
         Command::Config {
             command: ConfigCommand::Check,
-        } => creditbrain::cli::config_check(),
+        } => cli::config_check(),
         Command::Serve => serve(),
-        Command::Sandbox(args) => runtime().block_on(creditbrain::cli::sandbox::run(args)),
-        Command::Health { json } => {
-            runtime().block_on(creditbrain::cli::health(&cli.socket_path(), *json))
+        Command::Sandbox(args) => runtime().block_on(cli::sandbox::run(args)),
+        Command::Health { json } => runtime().block_on(cli::health(socket, *json)),
+        Command::CreateStrategy(args) => runtime().block_on(cli::strategies::create(socket, args)),
+        Command::ListStrategies(args) => runtime().block_on(cli::strategies::list(socket, args)),
+        Command::UpdateStrategy(args) => runtime().block_on(cli::strategies::update(socket, args)),
+        Command::DeleteStrategy(args) => runtime().block_on(cli::strategies::delete(socket, args)),
+        Command::Run(args) => runtime().block_on(cli::runs::run(socket, args)),
+        Command::Status(args) => runtime().block_on(cli::runs::status(socket, args)),
+        Command::PoolStatus { output } => {
+            runtime().block_on(cli::pool::pool_status(socket, output))
         }
+        Command::ListKeys(args) => runtime().block_on(cli::keys::list_keys(socket, args)),
+        Command::KillSwitch(args) => {
+            runtime().block_on(cli::kill_switch::kill_switch(socket, args))
+        }
+        Command::Reconcile(args) => runtime().block_on(cli::keys::reconcile(socket, args)),
     };
     std::process::exit(code);
 }

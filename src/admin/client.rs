@@ -2,7 +2,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -10,21 +9,40 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::protocol::{AdminRequest, AdminResponse, MAX_LINE_BYTES, PROTOCOL_VERSION};
 
-/// How long the CLI waits for any one reply.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
 #[derive(thiserror::Error, Debug)]
 pub enum AdminClientError {
     #[error("no creditbrain daemon is listening on {0} (start one with `creditbrain serve`)")]
     NoDaemon(PathBuf),
-    #[error("the daemon refused the request: {code}: {message}")]
-    Refused { code: String, message: String },
+    /// The daemon answered with an error: its stable code, message and details.
+    #[error("{code}: {message}")]
+    Refused {
+        code: String,
+        message: String,
+        details: Option<serde_json::Value>,
+    },
+    /// The daemon hung up mid-conversation (it is shutting down, or it died).
+    #[error("the daemon closed the connection (shutting down or stopped)")]
+    Closed,
     #[error("the daemon sent an unexpected reply: {0}")]
     Unexpected(String),
-    #[error("the daemon did not answer within {} s", REPLY_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("the daemon did not answer within {0} s")]
+    Timeout(u64),
     #[error("admin socket: {0}")]
     Io(#[from] io::Error),
+}
+
+impl AdminClientError {
+    /// A stable snake_case code for the CLI's error line: the daemon's own code for a refusal.
+    pub fn code(&self) -> &str {
+        match self {
+            AdminClientError::NoDaemon(_) => "no_daemon",
+            AdminClientError::Refused { code, .. } => code,
+            AdminClientError::Closed => "daemon_closed",
+            AdminClientError::Unexpected(_) => "unexpected_reply",
+            AdminClientError::Timeout(_) => "daemon_timeout",
+            AdminClientError::Io(_) => "admin_socket_error",
+        }
+    }
 }
 
 pub struct AdminClient {
@@ -73,28 +91,45 @@ impl AdminClient {
     ) -> Result<AdminResponse, AdminClientError> {
         let mut bytes = serde_json::to_vec(request).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        self.writer.write_all(&bytes).await?;
+        match self.writer.write_all(&bytes).await {
+            Err(error) if is_hang_up(&error) => return Err(AdminClientError::Closed),
+            other => other?,
+        }
         let mut line = String::new();
+        let timeout = request.reply_timeout();
         let read = tokio::time::timeout(
-            REPLY_TIMEOUT,
+            timeout,
             (&mut self.reader)
                 .take(MAX_LINE_BYTES as u64 + 1)
                 .read_line(&mut line),
         )
         .await
-        .map_err(|_| AdminClientError::Timeout)??;
-        if read == 0 {
-            return Err(AdminClientError::Unexpected(
-                "the daemon closed the connection".into(),
-            ));
-        }
+        .map_err(|_| AdminClientError::Timeout(timeout.as_secs()))?;
+        match read {
+            Ok(0) => return Err(AdminClientError::Closed),
+            Err(error) if is_hang_up(&error) => return Err(AdminClientError::Closed),
+            other => other?,
+        };
         let reply: AdminResponse = serde_json::from_str(line.trim_end())
             .map_err(|error| AdminClientError::Unexpected(error.to_string()))?;
         match reply {
-            AdminResponse::Error { code, message } => {
-                Err(AdminClientError::Refused { code, message })
-            }
+            AdminResponse::Error {
+                code,
+                message,
+                details,
+            } => Err(AdminClientError::Refused {
+                code,
+                message,
+                details,
+            }),
             reply => Ok(reply),
         }
     }
+}
+
+fn is_hang_up(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }

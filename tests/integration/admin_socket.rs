@@ -1,4 +1,5 @@
-//! The admin socket: handshake, mode 0600, stale-socket handling, one daemon per socket.
+//! The admin socket: handshake, mode 0600, stale-socket handling, one daemon per socket, a slow
+//! request holding up no other connection, and an answer for a request in flight at shutdown.
 
 use std::time::Duration;
 
@@ -10,7 +11,11 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use crate::support::{CreditsServer, TestDaemon, TestEnv, assert_socket_mode_0600, eventually};
+use creditbrain::sandbox::faults::{Fault, FaultMode, FaultRule};
+
+use crate::support::{
+    CreditsServer, SandboxDaemon, TestDaemon, TestEnv, assert_socket_mode_0600, eventually,
+};
 
 /// Sends raw lines and returns the parsed replies, as a client from another build would.
 async fn exchange(path: &std::path::Path, lines: &[&str]) -> Vec<Value> {
@@ -202,4 +207,61 @@ async fn without_a_daemon_the_client_says_so() {
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("connected to nothing"),
     }
+}
+
+/// How many requests the sandbox's `fake` has seen on `route`.
+fn request_count(daemon: &SandboxDaemon, fake: &str, route: &str) -> u64 {
+    daemon
+        .sandbox
+        .faults
+        .request_counts()
+        .get(fake)
+        .and_then(|routes| routes.get(route))
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_request_holds_up_no_one_and_is_answered_before_the_daemon_closes() {
+    const LIST_KEYS: &str = "GET /api/v1/keys";
+    let daemon = SandboxDaemon::start(2, &[]).await;
+    let socket = daemon.socket_path();
+    // OpenRouter's key list never answers: a reconcile waits on it for as long as we like.
+    daemon.sandbox.faults.add_rule(FaultRule {
+        fake: "openrouter".into(),
+        route: Some(LIST_KEYS.into()),
+        latency: None,
+        mode: Some(FaultMode::Always { fault: Fault::Hang }),
+    });
+    let listed_before = request_count(&daemon, "openrouter", LIST_KEYS);
+    let mut slow = AdminClient::connect(&socket).await.unwrap();
+    let reconcile =
+        tokio::spawn(async move { slow.request(&AdminRequest::Reconcile { fix: false }).await });
+    eventually(Duration::from_secs(30), || async {
+        (request_count(&daemon, "openrouter", LIST_KEYS) > listed_before).then_some(())
+    })
+    .await;
+
+    // Meanwhile other connections are served.
+    let mut other = AdminClient::connect(&socket).await.unwrap();
+    for request in [AdminRequest::KillSwitchStatus, AdminRequest::Health] {
+        let reply = other.request(&request).await.unwrap();
+        assert!(
+            matches!(
+                reply,
+                AdminResponse::KillSwitch(_) | AdminResponse::Health(_)
+            ),
+            "{reply:?}"
+        );
+    }
+    assert!(!reconcile.is_finished(), "the reconcile is still waiting");
+
+    // Shutdown: the request in flight is answered (after the grace period), not hung up on.
+    let stopped = tokio::spawn(daemon.stop());
+    match reconcile.await.unwrap() {
+        Err(AdminClientError::Refused { code, .. }) => assert_eq!(code, "shutting_down"),
+        other => panic!("expected a shutting_down answer, got {other:?}"),
+    }
+    stopped.await.unwrap();
+    assert!(!socket.exists(), "socket removed on shutdown");
 }

@@ -5,6 +5,7 @@ mod admin_socket;
 mod binary;
 mod chain_actor;
 mod chain_clients;
+mod cli;
 mod crash_kill;
 mod health;
 mod holder;
