@@ -172,18 +172,35 @@ fn payload_too_large() -> ApiError {
     )
 }
 
-/// The whole body, refusing more than [`MAX_BODY_BYTES`] (by `Content-Length` before reading a
-/// byte, and while reading a body without one).
-async fn read_body(request: Request) -> ApiResult<axum::body::Bytes> {
-    let declared = request
-        .headers()
+/// The request's `Content-Length`, if it declares one.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok());
+        .and_then(|text| text.parse::<u64>().ok())
+}
+
+/// Whether the request carries a body (`Content-Length` above 0, or chunked).
+pub fn has_body(headers: &HeaderMap) -> bool {
+    declared_length(headers).is_some_and(|length| length > 0)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+async fn read_body(request: Request) -> ApiResult<axum::body::Bytes> {
+    let declared = declared_length(request.headers());
+    read_limited(request.into_body(), declared).await
+}
+
+/// The whole body, refusing more than [`MAX_BODY_BYTES`] (by `Content-Length` before reading a
+/// byte, and while reading a body without one).
+pub async fn read_limited(
+    body: axum::body::Body,
+    declared: Option<u64>,
+) -> ApiResult<axum::body::Bytes> {
     if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
         return Err(payload_too_large());
     }
-    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|error| {
             if error_chain_mentions(&error, "length limit exceeded") {
@@ -226,8 +243,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         .with_details(json!({ "line": error.line(), "column": error.column() })));
     }
     serde_json::from_slice::<T>(bytes).map_err(|error| {
-        let field = json_path_at(bytes, byte_offset(bytes, error.line(), error.column()));
-        let message = serde_message(&error);
+        let (message, field) = locate_data_error::<T>(bytes, &error);
         let mut details = json!({ "line": error.line(), "column": error.column() });
         let message = if field.is_empty() {
             message
@@ -237,6 +253,152 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         };
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", message).with_details(details)
     })
+}
+
+/// The message of a data error and the path of the field it is about ("" at the root).
+///
+/// serde_json positions an error raised by a field's own deserializer (the strategies'
+/// numbers-or-text fields) at the end of the enclosing object, so the position alone names the
+/// container. The field is found by elimination instead: the member whose removal makes the
+/// error go away (or change) is the culprit, and the search descends into it. The position is
+/// the fallback (errors elimination cannot pin: a missing field, the same error twice).
+fn locate_data_error<T: DeserializeOwned>(
+    bytes: &[u8],
+    error: &serde_json::Error,
+) -> (String, String) {
+    let by_position = || {
+        (
+            serde_message(error),
+            json_path_at(bytes, byte_offset(bytes, error.line(), error.column())),
+        )
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        return by_position();
+    };
+    let Err(value_error) = serde_json::from_value::<T>(value.clone()) else {
+        return by_position();
+    };
+    let message = value_error.to_string();
+    let culprit = culprit_path::<T>(&value, &message);
+    if culprit.is_empty() {
+        by_position()
+    } else {
+        (message, render_path(&culprit))
+    }
+}
+
+/// One step of a path into a JSON value.
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Bounds the elimination search (each trial clones and deserializes the body).
+const MAX_ELIMINATION_TRIALS: usize = 64;
+
+fn culprit_path<T: DeserializeOwned>(root: &Value, message: &str) -> Vec<Step> {
+    // What `T` says about a candidate: `None` when it is accepted.
+    let judge = |candidate: Value| {
+        serde_json::from_value::<T>(candidate)
+            .err()
+            .map(|e| e.to_string())
+    };
+    let mut path: Vec<Step> = Vec::new();
+    let mut trials = 0;
+    'descend: loop {
+        let children: Vec<Step> = match value_at(root, &path) {
+            Some(Value::Object(map)) => map.keys().cloned().map(Step::Key).collect(),
+            Some(Value::Array(items)) => (0..items.len()).map(Step::Index).collect(),
+            _ => break,
+        };
+        if trials + 2 * children.len() > MAX_ELIMINATION_TRIALS {
+            break;
+        }
+        trials += 2 * children.len();
+        let mut without: Vec<Option<String>> = Vec::with_capacity(children.len());
+        for child in &children {
+            let mut candidate = root.clone();
+            remove_at(&mut candidate, &path, child);
+            without.push(judge(candidate));
+        }
+        // The member whose removal fixes the body.
+        if let Some(index) = without.iter().position(Option::is_none) {
+            path.push(children[index].clone());
+            continue 'descend;
+        }
+        // Several errors: the member that alone reproduces this one and whose removal changes
+        // it. (One member alone proves nothing: a container of the wrong type gives a new
+        // message whatever is taken out of it.)
+        if children.len() >= 2 {
+            for (child, error_without) in children.iter().zip(&without) {
+                if error_without.as_deref() == Some(message) {
+                    continue;
+                }
+                let mut candidate = root.clone();
+                keep_only(&mut candidate, &path, child);
+                if judge(candidate).as_deref() == Some(message) {
+                    path.push(child.clone());
+                    continue 'descend;
+                }
+            }
+        }
+        break;
+    }
+    path
+}
+
+fn value_at<'a>(root: &'a Value, path: &[Step]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |value, step| match step {
+        Step::Key(key) => value.get(key),
+        Step::Index(index) => value.get(index),
+    })
+}
+
+fn value_at_mut<'a>(root: &'a mut Value, path: &[Step]) -> Option<&'a mut Value> {
+    path.iter().try_fold(root, |value, step| match step {
+        Step::Key(key) => value.get_mut(key),
+        Step::Index(index) => value.get_mut(*index),
+    })
+}
+
+fn remove_at(root: &mut Value, parent: &[Step], child: &Step) {
+    match (value_at_mut(root, parent), child) {
+        (Some(Value::Object(map)), Step::Key(key)) => {
+            map.remove(key);
+        }
+        (Some(Value::Array(items)), Step::Index(index)) if *index < items.len() => {
+            items.remove(*index);
+        }
+        _ => {}
+    }
+}
+
+fn keep_only(root: &mut Value, parent: &[Step], child: &Step) {
+    match (value_at_mut(root, parent), child) {
+        (Some(Value::Object(map)), Step::Key(key)) => map.retain(|name, _| name == key),
+        (Some(Value::Array(items)), Step::Index(index)) if *index < items.len() => {
+            let kept = items.swap_remove(*index);
+            *items = vec![kept];
+        }
+        _ => {}
+    }
+}
+
+fn render_path(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(index) => out.push_str(&format!("[{index}]")),
+        }
+    }
+    out
 }
 
 /// serde_json's message without its " at line L column C" suffix (reported separately).
@@ -580,6 +742,42 @@ mod tests {
             path_of_error(r#"{"weights": [{"wallet": "a", "weight": 1, "extra": 2}]}"#),
             "weights[0].extra"
         );
+    }
+
+    #[test]
+    fn errors_of_a_fields_own_deserializer_name_the_field() {
+        use creditbrain_actors::strategy::StrategyInput;
+        let field = |text: &str| {
+            let error = parse_json::<StrategyInput>(text.as_bytes()).unwrap_err();
+            assert_eq!(error.code, "invalid_body", "{error:?}");
+            assert!(error.message.contains("got"), "{}", error.message);
+            error.details.unwrap()["field"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(field(r#"{"ownerWallet": "x", "topN": true}"#), "topN");
+        assert_eq!(
+            field(
+                r#"{"customWeights": [{"wallet": "a", "weight": 1}, {"wallet": "b", "weight": [2]}]}"#
+            ),
+            "customWeights[1].weight"
+        );
+        assert_eq!(field(r#"{"exclusions": ["a", {"b": 1}]}"#), "exclusions[1]");
+        assert_eq!(field(r#"{"topN": [2, 3], "schedule": "x"}"#), "topN");
+        // Two bad fields: the one the message is about.
+        let error =
+            parse_json::<StrategyInput>(br#"{"topN": true, "slippageBps": {}}"#).unwrap_err();
+        let named = error.details.unwrap()["field"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let expected = if error.message.contains("got true") {
+            "topN"
+        } else {
+            "slippageBps"
+        };
+        assert_eq!(named, expected, "{}", error.message);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What every `/api` request passes before its handler: the auth-failure throttle, CORS
-//! (preflights answered here), the bearer token, the per-route rate limit; and what every `/api`
-//! response gets on the way out (`Cache-Control: no-store`, CORS headers for a listed origin).
+//! (preflights answered here), the bearer token, the per-route rate limit, the body size limit;
+//! and what every `/api` response gets on the way out (`Cache-Control: no-store`, CORS headers
+//! for a listed origin).
 //!
 //! Order matters: a throttled address is refused before anything else (a correct token does not
 //! bypass it); auth comes before validation (the handler's extractors run after this gate), so
@@ -12,13 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::extract::ApiError;
+use super::extract::{ApiError, declared_length, has_body, read_limited};
 use super::routes::{self, Access, LimitClass};
 use crate::daemon::FrontendSettings;
 
@@ -99,7 +101,12 @@ pub async fn gate(State(gate): State<ApiGate>, request: Request, next: Next) -> 
     }
     let origin = allowed_origin(&gate.inner.settings, request.headers());
     let mut response = match refusal(&gate, &request) {
-        None => next.run(request).await,
+        None => match buffer_body(request).await {
+            Ok(request) => next.run(request).await,
+            Err(refusal) => closing(refusal.into_response()),
+        },
+        // The body was not read: the connection cannot carry another request.
+        Some(refusal) if has_body(request.headers()) => closing(refusal),
         Some(refusal) => refusal,
     };
     let headers = response.headers_mut();
@@ -176,6 +183,28 @@ fn refusal(gate: &ApiGate, request: &Request) -> Option<Response> {
         .into_response());
     }
     None
+}
+
+/// Reads the body into memory (at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES): 413 past it) once the request is
+/// allowed in, so the handler's extractors read it from memory and every response leaves the
+/// connection reusable. A request without a body passes untouched.
+async fn buffer_body(request: Request) -> Result<Request, ApiError> {
+    if !has_body(request.headers()) {
+        return Ok(request);
+    }
+    let declared = declared_length(request.headers());
+    let (parts, body) = request.into_parts();
+    let bytes = read_limited(body, declared).await?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// Tells the client this connection closes after the response: an unread body is left on it,
+/// and a client reusing it would see its next request fail.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn client_address(request: &Request) -> IpAddr {
