@@ -819,9 +819,10 @@ async fn errors_are_precise_authenticated_first_and_throttled() {
         .send()
         .await
         .unwrap();
-    Answer::from(unauthenticated_bad_body)
-        .await
-        .assert_error(401, "unauthorized");
+    let unauthenticated_bad_body = Answer::from(unauthenticated_bad_body).await;
+    unauthenticated_bad_body.assert_error(401, "unauthorized");
+    // Its body was never read, so the connection is not offered for reuse.
+    assert_eq!(unauthenticated_bad_body.header("connection"), Some("close"));
     Answer::from(plain("/api/runs?limit=abc").send().await.unwrap())
         .await
         .assert_error(401, "unauthorized");
@@ -923,15 +924,16 @@ async fn errors_are_precise_authenticated_first_and_throttled() {
         .await
         .assert_error(415, "unsupported_media_type");
     let huge = format!(r#"{{"ownerWallet": "{}"}}"#, "1".repeat(BIG_BODY_BYTES));
-    send_raw(
+    let too_large = send_raw(
         &daemon,
         Method::POST,
         "/api/strategies",
         "application/json",
         huge,
     )
-    .await
-    .assert_error(413, "payload_too_large");
+    .await;
+    too_large.assert_error(413, "payload_too_large");
+    assert_eq!(too_large.header("connection"), Some("close"));
     assert_eq!(
         get(&daemon, "/api/kill-switch").await.body["runtime"],
         false,
