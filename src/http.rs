@@ -131,7 +131,12 @@ async fn catch_panic(request: Request, next: Next) -> Response {
                 .map(|text| text.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a non-text panic payload".to_string());
-            tracing::error!(req.method = %method, req.url = url, error = cause, "request handler panicked");
+            tracing::error!(
+                req.method = %method,
+                req.url = url,
+                error = cause,
+                "request handler panicked"
+            );
             api_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",

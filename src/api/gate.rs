@@ -160,14 +160,14 @@ fn refusal(gate: &ApiGate, request: &Request) -> Option<Response> {
             }
         }
     }
-    // Requests no route serves (404s, 405s) count per method class under one key, so probing
+    // Requests no route serves (404s, 405s) count under one key per method class, so probing
     // for routes is limited too.
     let (key, class) = match matched {
         Some(route) => (route.operation_id, route.limit),
         None if request.method() == Method::GET || request.method() == Method::HEAD => {
-            ("unrouted", LimitClass::Read)
+            ("unrouted-read", LimitClass::Read)
         }
-        None => ("unrouted", LimitClass::Write),
+        None => ("unrouted-write", LimitClass::Write),
     };
     let limit = gate.limit_per_min(class);
     if let Err(wait) = lock(&gate.inner.windows).hit((client, key), limit, now) {
@@ -185,9 +185,10 @@ fn refusal(gate: &ApiGate, request: &Request) -> Option<Response> {
     None
 }
 
-/// Reads the body into memory (at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES): 413 past it) once the request is
-/// allowed in, so the handler's extractors read it from memory and every response leaves the
-/// connection reusable. A request without a body passes untouched.
+/// Reads the body into memory once the request is allowed in (at most
+/// [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES): 413 past it), so the handler's extractors read it
+/// from memory and every response leaves the connection reusable. A request without a body
+/// passes untouched.
 async fn buffer_body(request: Request) -> Result<Request, ApiError> {
     if !has_body(request.headers()) {
         return Ok(request);

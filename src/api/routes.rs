@@ -226,7 +226,7 @@ pub static ROUTES: &[RouteSpec] = &[
         method: Method::PATCH,
         path: "/api/strategies/{strategyId}",
         operation_id: "updateStrategy",
-        summary: "Change the given fields of a strategy (owner wallet and token mint are immutable)",
+        summary: "Change the given fields of a strategy (owner and token mint are immutable)",
         tag: "strategies",
         access: Access::Bearer,
         limit: LimitClass::Write,
