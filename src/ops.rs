@@ -415,6 +415,24 @@ pub struct AuditView {
     pub created_at: String,
 }
 
+impl AuditView {
+    /// The run state this row records the run entering, if it records a state change: every
+    /// state change appends its row in the same transaction (store::runs), so a run's rows in
+    /// id order replay its states exactly.
+    pub fn state_entered(&self) -> Option<&str> {
+        match self.action.as_str() {
+            "run_created" => Some(RunState::Pending.as_str()),
+            "run_blocked" | "run_failed" => Some(RunState::Failed.as_str()),
+            "state_advanced" => self.details.get("to").and_then(serde_json::Value::as_str),
+            "run_resumed" => self
+                .details
+                .get("resumeAt")
+                .and_then(serde_json::Value::as_str),
+            _ => None,
+        }
+    }
+}
+
 impl From<&AuditRecord> for AuditView {
     fn from(record: &AuditRecord) -> Self {
         Self {
@@ -643,6 +661,40 @@ pub async fn run_detail(handle: &Handle, run_id: &str) -> Result<RunDetail, OpEr
         audit: audit.iter().map(AuditView::from).collect(),
         transactions: transactions.iter().map(TransactionView::from).collect(),
         allocations,
+    })
+}
+
+/// What a progress feed polls: the run row, then its audit rows newer than a cursor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunProgress {
+    pub run: RunView,
+    /// Audit rows with `id > after_id`, oldest first.
+    pub audit: Vec<AuditView>,
+}
+
+/// `GET /api/runs/{id}/events`: the run, then its audit rows after `after_id` (all when `None`).
+/// The run is read first, so when it is terminal every row of its last state change is in
+/// `audit` already (they commit together).
+pub async fn run_progress(
+    handle: &Handle,
+    run_id: &str,
+    after_id: Option<i64>,
+) -> Result<RunProgress, OpError> {
+    let run = get_run(handle, run_id).await?;
+    // Only the new rows: a watcher polls this several times a second for a run's whole life.
+    // (The store has no such query; this is `audit_for_run` with a lower bound.)
+    let audit = sqlx::query_as::<_, AuditRecord>(
+        "SELECT * FROM audit_log WHERE run_id = ? AND id > ? ORDER BY id",
+    )
+    .bind(run_id)
+    .bind(after_id.unwrap_or(i64::MIN))
+    .fetch_all(handle.store.pool())
+    .await
+    .map_err(|error| store_error("run audit", StoreError::from(error)))?;
+    Ok(RunProgress {
+        run,
+        audit: audit.iter().map(AuditView::from).collect(),
     })
 }
 
@@ -910,6 +962,25 @@ pub async fn list_keys(
         .filter(|key| strategy_id.is_none_or(|id| key.strategy_id == id))
         .map(KeyView::from)
         .collect())
+}
+
+/// `GET /api/strategies/{id}/keys`: every key of one strategy (404 for an unknown strategy).
+pub async fn strategy_keys(handle: &Handle, strategy_id: &str) -> Result<Vec<KeyView>, OpError> {
+    get_strategy(handle, strategy_id).await?;
+    list_keys(handle, Some(strategy_id), None).await
+}
+
+/// A holder wallet given by a client must be a base58 Solana address (400 `invalid_wallet`).
+pub fn check_wallet(wallet: &str) -> Result<(), OpError> {
+    wallet
+        .parse::<solana_sdk::pubkey::Pubkey>()
+        .map(|_| ())
+        .map_err(|_| {
+            OpError::bad_request(
+                "invalid_wallet",
+                format!("wallet must be a base58 Solana address, not {wallet:?}"),
+            )
+        })
 }
 
 /// One usage reading of a key.

@@ -2,6 +2,7 @@
 //! HTTP on loopback, the real admin socket and a real SQLite file, and the sandbox fakes.
 
 mod admin_socket;
+mod api;
 mod binary;
 mod chain_actor;
 mod chain_clients;
