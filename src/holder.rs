@@ -16,7 +16,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -38,7 +38,7 @@ use solana_sdk::signature::Signature;
 
 use crate::daemon::Handle;
 use crate::http::api_error;
-use crate::rate_limit::{KeyedLimiter, retry_after_secs};
+use crate::rate_limit::{FixedWindows, retry_after_secs};
 
 /// How long a challenge may be signed and used.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(5 * 60);
@@ -54,11 +54,13 @@ const HOLDER_ACTOR: &str = "holder";
 
 /// The `/holder` routes, with their own per-address limiter.
 pub fn router(handle: Handle) -> Router<Handle> {
-    let limiter = Arc::new(KeyedLimiter::<IpAddr>::new(
-        handle.settings.holder_rate_limit_per_min,
-        Duration::from_secs(60),
-        MAX_TRACKED_CLIENTS,
-    ));
+    let limiter = Arc::new(HolderLimiter {
+        per_minute: handle.settings.holder_rate_limit_per_min,
+        windows: Mutex::new(FixedWindows::new(
+            Duration::from_secs(60),
+            MAX_TRACKED_CLIENTS,
+        )),
+    });
     Router::new()
         .route("/holder/challenge", get(challenge))
         .route("/holder/key", post(reveal))
@@ -66,7 +68,13 @@ pub fn router(handle: Handle) -> Router<Handle> {
         .layer(axum::Extension(limiter))
 }
 
-type Limiter = axum::Extension<Arc<KeyedLimiter<IpAddr>>>;
+/// HOLDER_RATE_LIMIT_PER_MIN per client address.
+struct HolderLimiter {
+    per_minute: u32,
+    windows: Mutex<FixedWindows<IpAddr>>,
+}
+
+type Limiter = axum::Extension<Arc<HolderLimiter>>;
 
 /// A refusal: status, stable code, message.
 struct Refusal {
@@ -110,7 +118,12 @@ fn no_store(response: &mut Response) {
 
 /// Counts the request against the client's budget; the 429 to send when it is spent.
 fn over_limit(limiter: &Limiter, client: IpAddr) -> Option<Response> {
-    limiter.check(&client).err().map(|wait| {
+    let counted = limiter
+        .windows
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .hit(client, limiter.per_minute, std::time::Instant::now());
+    counted.err().map(|wait| {
         let mut response = Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

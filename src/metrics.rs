@@ -28,7 +28,7 @@ pub fn router(_handle: Handle) -> Router<Handle> {
 }
 
 async fn metrics(State(handle): State<Handle>, headers: HeaderMap) -> Response {
-    if !bearer_matches(&headers, handle.settings.api_auth_token.expose()) {
+    if !crate::api::gate::bearer_is_valid(&headers, handle.settings.api_auth_token.expose()) {
         let mut response = api_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -50,25 +50,6 @@ async fn metrics(State(handle): State<Handle>, headers: HeaderMap) -> Response {
             )
         }
     }
-}
-
-/// `Authorization: Bearer <token>`, compared in constant time.
-pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or("");
-    constant_time_eq(presented.as_bytes(), token.as_bytes())
-}
-
-/// Compares without stopping at the first difference, so timing does not tell how much of a
-/// guess was right (the length still differs in time; tokens are long and random).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Writes one metric family: HELP, TYPE and its samples.
@@ -325,24 +306,6 @@ async fn render(handle: &Handle) -> Result<String, creditbrain_actors::store::St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_tokens_compare_exactly() {
-        let mut headers = HeaderMap::new();
-        assert!(!bearer_matches(&headers, "secret-token"));
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer secret-token"),
-        );
-        assert!(bearer_matches(&headers, "secret-token"));
-        assert!(!bearer_matches(&headers, "secret-tokem"));
-        assert!(!bearer_matches(&headers, "secret-token-longer"));
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Basic secret-token"),
-        );
-        assert!(!bearer_matches(&headers, "secret-token"));
-    }
 
     #[test]
     fn label_values_are_escaped() {

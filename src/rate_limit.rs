@@ -1,66 +1,91 @@
-//! Per-client request limits for the public-facing routes: a fixed window per key (a client
-//! address), in memory, with a bounded number of keys so a flood of addresses cannot grow it
-//! without limit.
+//! Per-client request limits: fixed windows of counts per key (a client address, or an address
+//! and a route), in memory, with a bounded number of keys so a flood of addresses cannot grow the
+//! map without limit. Used by the `/api` gate and the `/holder` routes.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// At most `limit` requests per key in each `window`.
-pub struct KeyedLimiter<K> {
-    limit: u32,
+/// Request counts per key in fixed windows of `window`, at most `max_keys` keys.
+pub struct FixedWindows<K> {
     window: Duration,
     max_keys: usize,
-    windows: Mutex<HashMap<K, (Instant, u32)>>,
+    by_key: HashMap<K, Window>,
 }
 
-impl<K: Eq + Hash + Clone> KeyedLimiter<K> {
-    /// `limit` 0 is taken as 1: a misconfiguration slows clients rather than locking them out.
-    pub fn new(limit: u32, window: Duration, max_keys: usize) -> Self {
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    started: Instant,
+    count: u32,
+}
+
+impl<K: Eq + Hash + Clone> FixedWindows<K> {
+    pub fn new(window: Duration, max_keys: usize) -> Self {
         Self {
-            limit: limit.max(1),
             window,
             max_keys: max_keys.max(1),
-            windows: Mutex::new(HashMap::new()),
+            by_key: HashMap::new(),
         }
     }
 
-    /// Counts one request of `key`: `Ok` when within the limit, else how long until its window
-    /// ends (for `Retry-After`).
-    pub fn check(&self, key: &K) -> Result<(), Duration> {
-        self.check_at(key, Instant::now())
-    }
-
-    fn check_at(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() >= self.max_keys && !windows.contains_key(key) {
-            // Forget finished windows first; if every window is live, the oldest goes (it has
-            // the least of its window left, so forgetting it forgives the least).
+    /// Counts a request of `key`; `Err(wait)` when it is over `limit` (0 is taken as 1) in the
+    /// current window, `wait` being what is left of it (for `Retry-After`).
+    pub fn hit(&mut self, key: K, limit: u32, now: Instant) -> Result<(), Duration> {
+        if !self.by_key.contains_key(&key) && self.by_key.len() >= self.max_keys {
             let window = self.window;
-            windows.retain(|_, (started, _)| now.duration_since(*started) < window);
-            if windows.len() >= self.max_keys
-                && let Some(oldest) = windows
-                    .iter()
-                    .min_by_key(|(_, (started, _))| *started)
-                    .map(|(key, _)| key.clone())
-            {
-                windows.remove(&oldest);
+            self.by_key
+                .retain(|_, counted| now.saturating_duration_since(counted.started) < window);
+            if self.by_key.len() >= self.max_keys {
+                evict_oldest(&mut self.by_key, |counted| Some(counted.started));
             }
         }
-        let entry = windows.entry(key.clone()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
+        let counted = self.by_key.entry(key).or_insert(Window {
+            started: now,
+            count: 0,
+        });
+        if now.saturating_duration_since(counted.started) >= self.window {
+            *counted = Window {
+                started: now,
+                count: 0,
+            };
         }
-        if entry.1 >= self.limit {
-            return Err(self.window.saturating_sub(now.duration_since(entry.0)));
+        if counted.count >= limit.max(1) {
+            return Err((counted.started + self.window).saturating_duration_since(now));
         }
-        entry.1 += 1;
+        counted.count += 1;
         Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn contains(&self, key: &K) -> bool {
+        self.by_key.contains_key(key)
     }
 }
 
-/// `Retry-After` in whole seconds, at least 1.
+/// Drops the entry whose `age_mark` is oldest (only when a map is full of live entries: it has
+/// the least of its window left, so forgetting it forgives the least).
+pub fn evict_oldest<K: Clone + Eq + Hash, V>(
+    map: &mut HashMap<K, V>,
+    age_mark: impl Fn(&V) -> Option<Instant>,
+) {
+    let oldest = map
+        .iter()
+        .filter_map(|(key, value)| age_mark(value).map(|mark| (mark, key)))
+        .min_by_key(|(mark, _)| *mark)
+        .map(|(_, key)| key.clone());
+    if let Some(key) = oldest {
+        map.remove(&key);
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     let rounded_up = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     rounded_up.max(1)
@@ -70,43 +95,37 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    const MINUTE: Duration = Duration::from_secs(60);
+
     #[test]
-    fn a_key_gets_its_limit_per_window_and_others_are_unaffected() {
-        let limiter = KeyedLimiter::new(2, Duration::from_secs(60), 100);
+    fn windows_refuse_past_the_limit_and_reset() {
         let start = Instant::now();
-        assert!(limiter.check_at(&"a", start).is_ok());
-        assert!(limiter.check_at(&"a", start).is_ok());
-        let wait = limiter
-            .check_at(&"a", start + Duration::from_secs(10))
+        let mut windows = FixedWindows::new(MINUTE, 100);
+        let key = ("a", "listRuns");
+        for _ in 0..3 {
+            windows.hit(key, 3, start).unwrap();
+        }
+        let wait = windows
+            .hit(key, 3, start + Duration::from_secs(15))
             .unwrap_err();
-        assert_eq!(wait, Duration::from_secs(50));
-        assert!(limiter.check_at(&"b", start).is_ok());
-        // A new window.
-        assert!(
-            limiter
-                .check_at(&"a", start + Duration::from_secs(60))
-                .is_ok()
-        );
+        assert_eq!(wait, Duration::from_secs(45));
+        // Other keys have their own counts.
+        windows.hit(("a", "getRun"), 3, start).unwrap();
+        windows.hit(("b", "listRuns"), 3, start).unwrap();
+        windows.hit(key, 3, start + MINUTE).unwrap();
     }
 
     #[test]
-    fn the_key_map_stays_bounded() {
-        let limiter = KeyedLimiter::new(1, Duration::from_secs(60), 3);
+    fn the_key_map_stays_bounded_keeping_the_newest() {
         let start = Instant::now();
+        let mut windows = FixedWindows::new(MINUTE, 3);
         for key in 0..10u32 {
-            assert!(
-                limiter
-                    .check_at(&key, start + Duration::from_millis(key.into()))
-                    .is_ok()
-            );
+            let now = start + Duration::from_millis(key.into());
+            windows.hit(key, 1, now).unwrap();
         }
-        assert!(limiter.windows.lock().unwrap().len() <= 3);
-        // The most recent keys are still limited.
-        assert!(
-            limiter
-                .check_at(&9, start + Duration::from_secs(1))
-                .is_err()
-        );
+        assert_eq!(windows.len(), 3);
+        assert!(windows.contains(&9));
+        assert!(windows.hit(9, 1, start + Duration::from_secs(1)).is_err());
     }
 
     #[test]

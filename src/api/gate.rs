@@ -8,7 +8,6 @@
 //! an unauthenticated request learns nothing about its body or query.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use serde_json::json;
 use super::extract::{ApiError, declared_length, has_body, read_limited};
 use super::routes::{self, Access, LimitClass};
 use crate::daemon::FrontendSettings;
+use crate::rate_limit::{FixedWindows, evict_oldest, retry_after_secs};
 
 /// Failed authentications an address may make within [`FAILURE_WINDOW`] before it is refused.
 pub const MAX_AUTH_FAILURES: usize = 10;
@@ -54,7 +54,7 @@ pub struct ApiGate {
 struct GateState {
     settings: Arc<FrontendSettings>,
     failures: Mutex<FailureLog>,
-    windows: Mutex<RateWindows>,
+    windows: Mutex<FixedWindows<(IpAddr, &'static str)>>,
 }
 
 impl ApiGate {
@@ -63,7 +63,7 @@ impl ApiGate {
             inner: Arc::new(GateState {
                 settings,
                 failures: Mutex::new(FailureLog::default()),
-                windows: Mutex::new(RateWindows::default()),
+                windows: Mutex::new(FixedWindows::new(RATE_WINDOW, MAX_TRACKED)),
             }),
         }
     }
@@ -129,10 +129,10 @@ fn refusal(gate: &ApiGate, request: &Request) -> Option<Response> {
                 "too_many_auth_failures",
                 format!(
                     "too many failed authentications from this address; retry in {} s",
-                    ceil_secs(wait)
+                    retry_after_secs(wait)
                 ),
             )
-            .with_retry_after(ceil_secs(wait))
+            .with_retry_after(retry_after_secs(wait))
             .into_response(),
         );
     }
@@ -176,10 +176,10 @@ fn refusal(gate: &ApiGate, request: &Request) -> Option<Response> {
             "rate_limited",
             format!(
                 "more than {limit} requests a minute to this route from this address; retry in {} s",
-                ceil_secs(wait)
+                retry_after_secs(wait)
             ),
         )
-        .with_retry_after(ceil_secs(wait))
+        .with_retry_after(retry_after_secs(wait))
         .into_response());
     }
     None
@@ -215,11 +215,6 @@ fn client_address(request: &Request) -> IpAddr {
         .map(|ConnectInfo(address)| address.ip())
         // Only a server started without connect info lacks it; all such requests share a limit.
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
-
-fn ceil_secs(duration: Duration) -> u64 {
-    let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
-    secs.max(1)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,6 +253,12 @@ fn check_bearer(headers: &HeaderMap, expected: &str) -> Result<(), AuthFailure> 
     } else {
         Err(AuthFailure::Wrong)
     }
+}
+
+/// Whether the request carries `Authorization: Bearer <expected>` (for routes outside `/api`
+/// that take the same token, e.g. `/metrics`).
+pub fn bearer_is_valid(headers: &HeaderMap, expected: &str) -> bool {
+    check_bearer(headers, expected).is_ok()
 }
 
 /// Compares without an early exit: the time taken depends on the lengths only (the longer of
@@ -401,66 +402,6 @@ fn prune(failures: &mut VecDeque<Instant>, now: Instant) {
     }
 }
 
-/// Fixed-window request counts per (address, route).
-#[derive(Default)]
-struct RateWindows {
-    by_key: HashMap<(IpAddr, &'static str), Window>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    started: Instant,
-    count: u32,
-}
-
-impl RateWindows {
-    /// Counts a request; `Err(wait)` when it is over `limit` in the current window.
-    fn hit(
-        &mut self,
-        key: (IpAddr, &'static str),
-        limit: u32,
-        now: Instant,
-    ) -> Result<(), Duration> {
-        if !self.by_key.contains_key(&key) && self.by_key.len() >= MAX_TRACKED {
-            self.by_key
-                .retain(|_, window| now.saturating_duration_since(window.started) < RATE_WINDOW);
-            if self.by_key.len() >= MAX_TRACKED {
-                evict_oldest(&mut self.by_key, |window| Some(window.started));
-            }
-        }
-        let window = self.by_key.entry(key).or_insert(Window {
-            started: now,
-            count: 0,
-        });
-        if now.saturating_duration_since(window.started) >= RATE_WINDOW {
-            *window = Window {
-                started: now,
-                count: 0,
-            };
-        }
-        if window.count >= limit {
-            return Err((window.started + RATE_WINDOW).saturating_duration_since(now));
-        }
-        window.count += 1;
-        Ok(())
-    }
-}
-
-/// Drops the entry whose `age_mark` is oldest (only when a map is full of live entries).
-fn evict_oldest<K: Clone + Eq + Hash, V>(
-    map: &mut HashMap<K, V>,
-    age_mark: impl Fn(&V) -> Option<Instant>,
-) {
-    let oldest = map
-        .iter()
-        .filter_map(|(key, value)| age_mark(value).map(|mark| (mark, key)))
-        .min_by_key(|(mark, _)| *mark)
-        .map(|(_, key)| key.clone());
-    if let Some(key) = oldest {
-        map.remove(&key);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,40 +478,18 @@ mod tests {
     }
 
     #[test]
-    fn windows_refuse_past_the_limit_and_reset() {
+    fn the_failure_log_stays_bounded() {
         let start = Instant::now();
-        let mut windows = RateWindows::default();
-        let key = (address(1), "listRuns");
-        for _ in 0..3 {
-            windows.hit(key, 3, start).unwrap();
-        }
-        let wait = windows
-            .hit(key, 3, start + Duration::from_secs(15))
-            .unwrap_err();
-        assert_eq!(wait, Duration::from_secs(45));
-        // Another route and another address have their own counts.
-        windows.hit((address(1), "getRun"), 3, start).unwrap();
-        windows.hit((address(2), "listRuns"), 3, start).unwrap();
-        windows.hit(key, 3, start + RATE_WINDOW).unwrap();
-    }
-
-    #[test]
-    fn maps_stay_bounded() {
-        let start = Instant::now();
-        let mut windows = RateWindows::default();
         let mut log = FailureLog::default();
         for n in 0..(MAX_TRACKED as u32 + 50) {
             let now = start + Duration::from_millis(u64::from(n));
-            windows.hit((address(n), "getStats"), 10, now).unwrap();
             log.record(address(n), now);
         }
-        assert_eq!(windows.by_key.len(), MAX_TRACKED);
         assert_eq!(log.by_address.len(), MAX_TRACKED);
         // The newest are kept.
         assert!(
-            windows
-                .by_key
-                .contains_key(&(address(MAX_TRACKED as u32 + 49), "getStats"))
+            log.by_address
+                .contains_key(&address(MAX_TRACKED as u32 + 49))
         );
     }
 }

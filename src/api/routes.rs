@@ -402,8 +402,8 @@ pub static ROUTES: &[RouteSpec] = &[
             RUN_NOT_FOUND,
             reply(
                 409,
-                "`run_not_resumable` (not FAILED), `run_in_progress`, `run_refused` (blocked by \
-                 policy when created), or blocked by policy now",
+                "`run_not_resumable` (not FAILED, blocked by policy when created, or cancelled), \
+                 `run_in_progress`",
                 Content::Json("Error"),
             ),
             UNAVAILABLE,

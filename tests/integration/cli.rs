@@ -754,7 +754,9 @@ async fn a_failed_run_exits_1_and_resumes_to_complete_and_the_kill_switch_blocks
         .await
         .expect(1);
     assert!(
-        refused.stderr.starts_with("creditbrain: run_refused: "),
+        refused
+            .stderr
+            .starts_with("creditbrain: run_not_resumable: "),
         "{}",
         refused.stderr
     );
