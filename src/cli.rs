@@ -79,6 +79,9 @@ pub enum Command {
     /// Start a run (or resume a FAILED one) and follow it until it ends (exit 0 only when it
     /// ends COMPLETE).
     Run(runs::RunArgs),
+    /// Give up a FAILED run for good: its grants not yet applied are released (carried over to
+    /// the next run in credits mode) and it can no longer be resumed.
+    CancelRun(runs::CancelArgs),
     /// A run's state, amounts, error and phase audit log, or a strategy's recent runs (exit 1
     /// when the run, or the strategy's latest run, FAILED).
     Status(runs::StatusArgs),

@@ -27,6 +27,7 @@ fn main() {
             runtime().block_on(cli::pool::pool_status(socket, output))
         }
         Command::ListKeys(args) => runtime().block_on(cli::keys::list_keys(socket, args)),
+        Command::CancelRun(args) => runtime().block_on(cli::runs::cancel_run(socket, args)),
         Command::KillSwitch(args) => {
             runtime().block_on(cli::kill_switch::kill_switch(socket, args))
         }

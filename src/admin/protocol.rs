@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use creditbrain_actors::health::HealthReport;
+use creditbrain_actors::store::cancel::CancelledRun;
 use creditbrain_actors::strategy::StrategyInput;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,8 @@ pub enum AdminRequest {
     },
     /// Resumes a FAILED run at the phase that failed.
     ResumeRun { run_id: String },
+    /// Gives up a FAILED run for good (its unapplied grants are released); `reason` is audited.
+    CancelRun { run_id: String, reason: String },
     /// The run row alone: what progress polling reads.
     GetRun { run_id: String },
     /// The run with its audit log, transactions and allocation counts.
@@ -85,6 +88,7 @@ impl AdminRequest {
         match self {
             AdminRequest::StartRun { .. }
             | AdminRequest::ResumeRun { .. }
+            | AdminRequest::CancelRun { .. }
             | AdminRequest::SetKillSwitch { .. }
             | AdminRequest::PoolStatus
             | AdminRequest::Reconcile { .. } => COMMAND_REPLY_TIMEOUT,
@@ -114,6 +118,7 @@ pub enum AdminResponse {
     /// A run was started or resumed and is now in `state`.
     RunStarted(RunStarted),
     Run(RunView),
+    RunCancelled(CancelledRun),
     RunDetail(RunDetail),
     StrategyStatus(StrategyStatusView),
     KillSwitch(KillSwitchView),

@@ -267,6 +267,11 @@ async fn answer(handle: Handle, request: AdminRequest) -> AdminResponse {
         AdminRequest::ResumeRun { run_id } => ops::resume_run(handle, &run_id)
             .await
             .map(AdminResponse::RunStarted),
+        AdminRequest::CancelRun { run_id, reason } => {
+            ops::cancel_run(handle, &run_id, &reason, CLI_ACTOR)
+                .await
+                .map(AdminResponse::RunCancelled)
+        }
         AdminRequest::GetRun { run_id } => {
             ops::get_run(handle, &run_id).await.map(AdminResponse::Run)
         }

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use creditbrain_actors::keys_maintenance::{ReconcileReport, RevokedKey, RotatedKey};
+use creditbrain_actors::store::cancel::CancelledRun;
 use creditbrain_actors::store::runs::TriggeredBy;
 use creditbrain_actors::strategy::{StrategyInput, StrategyPatch, StrategyStatus};
 use serde::Deserialize;
@@ -156,6 +157,24 @@ pub async fn resume_run(
     let resumed = ops::resume_run(&handle, &run_id).await?;
     let location = format!("/api/runs/{}", resumed.run_id);
     Ok(with_location(StatusCode::ACCEPTED, &location, resumed))
+}
+
+/// `POST /api/runs/{runId}/cancel`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelRunRequest {
+    /// Why (kept in the audit log).
+    pub reason: String,
+}
+
+pub async fn cancel_run(
+    State(handle): State<Handle>,
+    ApiPath(run_id): ApiPath<String>,
+    ApiJson(request): ApiJson<CancelRunRequest>,
+) -> ApiResult<Json<CancelledRun>> {
+    Ok(Json(
+        ops::cancel_run(&handle, &run_id, &request.reason, ACTOR).await?,
+    ))
 }
 
 // Keys -----------------------------------------------------------------------------------------

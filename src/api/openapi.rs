@@ -602,6 +602,23 @@ fn schemas() -> Value {
             "A run recorded (or resumed) and proceeding in its worker",
             vec![("runId", string("Id")), ("state", string("Its state now"))],
         ),
+        "CancelRunRequest": object(
+            "Why the run is given up (kept in the audit log)",
+            vec![("reason", string("Not empty"))],
+        ),
+        "CancelledRun": object(
+            "What a cancel released",
+            vec![
+                ("runId", string("Id")),
+                ("strategyId", string("Its strategy")),
+                ("failedState", string("The phase it had failed in")),
+                ("skippedAllocations", count("Grants still to apply, now skipped")),
+                ("releasedMicroUsd", integer("Their sum: promised credit released")),
+                ("carriedOverMicroUsd", integer("The part added to the strategy's carry-over")),
+                ("unallocatedMicroUsd", integer("Swapped USDC the run never allocated")),
+                ("unswappedLamports", integer("Claimed SOL never swapped (left in the signer wallet)")),
+            ],
+        ),
         "Run": run_schema(),
         "AuditEntry": object(
             "One audit row",

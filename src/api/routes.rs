@@ -411,6 +411,38 @@ pub static ROUTES: &[RouteSpec] = &[
         handler: |filter| on(filter, handlers::resume_run),
     },
     RouteSpec {
+        method: Method::POST,
+        path: "/api/runs/{runId}/cancel",
+        operation_id: "cancelRun",
+        summary: "Give up a FAILED run for good: its unapplied grants are released (and carried \
+                  over in credits mode); it can no longer be resumed",
+        tag: "runs",
+        access: Access::Bearer,
+        limit: LimitClass::Write,
+        query: &[],
+        body: Some(BodySpec {
+            schema: "CancelRunRequest",
+            required: true,
+        }),
+        responses: &[
+            reply(200, "Cancelled", Content::Json("CancelledRun")),
+            reply(
+                400,
+                "`invalid_reason` (empty) or an invalid body",
+                Content::Json("Error"),
+            ),
+            RUN_NOT_FOUND,
+            reply(
+                409,
+                "`run_not_cancellable` (not FAILED, blocked by policy, already cancelled, or \
+                 being driven)",
+                Content::Json("Error"),
+            ),
+            UNAVAILABLE,
+        ],
+        handler: |filter| on(filter, handlers::cancel_run),
+    },
+    RouteSpec {
         method: Method::GET,
         path: "/api/runs/{runId}/events",
         operation_id: "runEvents",

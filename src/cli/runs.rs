@@ -578,3 +578,57 @@ fn print_strategy_status(status: &StrategyStatusView) {
         );
     }
 }
+
+/// `creditbrain cancel-run`.
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    /// The FAILED run to give up.
+    #[arg(long = "run", value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Why (kept in the audit log).
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub async fn cancel_run(socket: &Path, args: &CancelArgs) -> i32 {
+    let json = args.output.json;
+    let message = AdminRequest::CancelRun {
+        run_id: args.run_id.clone(),
+        reason: args.reason.clone(),
+    };
+    let cancelled = match request(socket, json, message).await {
+        Ok(AdminResponse::RunCancelled(cancelled)) => cancelled,
+        Ok(other) => return unexpected(&other, json),
+        Err(code) => return code,
+    };
+    if json {
+        print_json(&cancelled);
+        return exit::OK;
+    }
+    out!(
+        "run {} cancelled (it had failed in {})",
+        cancelled.run_id,
+        cancelled.failed_state
+    );
+    print_fields(&[
+        ("grants released", cancelled.skipped_allocations.to_string()),
+        ("released", format::usd(cancelled.released_micro_usd)),
+        (
+            "swapped, never allocated",
+            format::usd(cancelled.unallocated_micro_usd),
+        ),
+        (
+            "carried over",
+            format::usd(cancelled.carried_over_micro_usd),
+        ),
+    ]);
+    if cancelled.unswapped_lamports > 0 {
+        out!(
+            "note: {} claimed but never swapped stays in the signer wallet",
+            format::sol(cancelled.unswapped_lamports)
+        );
+    }
+    exit::OK
+}

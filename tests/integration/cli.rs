@@ -1080,3 +1080,97 @@ async fn without_a_daemon_every_command_exits_3_and_bad_usage_exits_2() {
         assert!(outcome.stdout.is_empty(), "{args:?}: {}", outcome.stdout);
     }
 }
+
+/// `cancel-run`: a run that swapped and then failed in ALLOCATING is given up; its swapped USDC
+/// goes to the carry-over (credits mode), it can no longer be resumed, and a second cancel or a
+/// cancel of a run that did not fail is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_run_gives_up_a_failed_run_and_carries_its_income_over() {
+    let daemon = SandboxDaemon::start(4, &[]).await;
+    let socket = daemon.socket_path();
+    let strategy_id = daemon.strategy_id.as_str();
+    daemon.sandbox.faults.add_rule(FaultRule {
+        fake: "helius".into(),
+        route: Some("getTokenAccounts".into()),
+        latency: None,
+        mode: Some(FaultMode::Always {
+            fault: Fault::ServerError { status: 400 },
+        }),
+    });
+    let failed = creditbrain(&socket, &["run", "--strategy", strategy_id])
+        .await
+        .expect(1);
+    let run_id = started_run_id(&failed);
+    let run = daemon.wait_for_end(&run_id).await;
+    let swapped = run.swapped_usdc_base_units.unwrap() as i64;
+    assert!(swapped > 0);
+
+    let usage = creditbrain(&socket, &["cancel-run", "--run", &run_id])
+        .await
+        .expect(2);
+    assert!(usage.stderr.contains("--reason"), "{}", usage.stderr);
+    let cancelled = creditbrain(
+        &socket,
+        &[
+            "cancel-run",
+            "--run",
+            &run_id,
+            "--reason",
+            "helius outage",
+            "--json",
+        ],
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(cancelled["failedState"], "ALLOCATING");
+    assert_eq!(cancelled["unallocatedMicroUsd"], swapped);
+    assert_eq!(cancelled["carriedOverMicroUsd"], swapped);
+    let strategy = ops::get_strategy(&daemon.daemon.handle, strategy_id)
+        .await
+        .unwrap();
+    assert_eq!(strategy["carryOverMicroUsd"], swapped);
+
+    let again = creditbrain(&socket, &["cancel-run", "--run", &run_id, "--reason", "x"])
+        .await
+        .expect(1);
+    assert!(
+        again
+            .stderr
+            .starts_with("creditbrain: run_not_cancellable: "),
+        "{}",
+        again.stderr
+    );
+    let resume = creditbrain(&socket, &["run", "--resume", &run_id])
+        .await
+        .expect(1);
+    assert!(
+        resume
+            .stderr
+            .starts_with("creditbrain: run_not_resumable: "),
+        "{}",
+        resume.stderr
+    );
+    daemon.sandbox.faults.clear(None);
+    let done = creditbrain(
+        &socket,
+        &["run", "--strategy", strategy_id, "--detach", "--json"],
+    )
+    .await
+    .expect(0)
+    .json();
+    let next = daemon.wait_for_end(done["runId"].as_str().unwrap()).await;
+    assert_eq!(next.state, RunState::Complete);
+    let text = creditbrain(
+        &socket,
+        &["cancel-run", "--run", &next.run_id, "--reason", "x"],
+    )
+    .await
+    .expect(1);
+    assert!(
+        text.stderr.contains("only FAILED runs can be cancelled"),
+        "{}",
+        text.stderr
+    );
+    daemon.stop().await;
+}

@@ -335,6 +335,30 @@ async fn cancelling_a_failed_run_releases_its_grants_into_the_next_run() {
         "run_not_cancellable"
     );
 
+    // The same over HTTP.
+    for (path, status, code) in [
+        (
+            format!("/api/runs/{}/cancel", started.run_id),
+            409,
+            "run_not_cancellable",
+        ),
+        (
+            "/api/runs/no-such-run/cancel".to_string(),
+            404,
+            "run_not_found",
+        ),
+    ] {
+        let response = daemon
+            .api(reqwest::Method::POST, &path)
+            .json(&serde_json::json!({"reason": "from the api"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}");
+    }
+
     // New fees arrive; the next run carries the released grants in and grants them.
     daemon.sandbox.faults.clear(None);
     let (signer, mint) = (

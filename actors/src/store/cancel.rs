@@ -1,10 +1,10 @@
 //! Cancelling a FAILED run an operator will not resume: its grants that were allocated but never
 //! applied are released (skipped), so they stop counting against every other run's pool room,
-//! and — in credits mode — return to the strategy's carry-over, so the next run grants them:
-//! nothing is lost and nothing is granted twice. The run stays FAILED, marked `cancelled`, and
+//! and — in credits mode — return to the strategy's carry-over, so the next run grants them, as
+//! does USDC it swapped but never allocated: nothing is lost and nothing is granted twice. The run stays FAILED, marked `cancelled`, and
 //! can no longer be resumed. One write transaction; audited as `run_cancelled`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::allowance::allocation_record_on;
@@ -13,7 +13,7 @@ use super::runs::{CANCELLED_REASON, RunError, RunState, fetch_run};
 use super::{Store, StoreError, now_timestamp};
 
 /// What a cancel did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CancelledRun {
     pub run_id: String,
@@ -27,6 +27,9 @@ pub struct CancelledRun {
     /// The part added to the strategy's carry-over (credits mode; allowance runs are recomputed
     /// by the next run from the period's income instead).
     pub carried_over_micro_usd: i64,
+    /// Swapped USDC the run never allocated (it failed before ALLOCATING committed): added to
+    /// the carry-over in credits mode (allowance mode counts it as the period's income anyway).
+    pub unallocated_micro_usd: i64,
     /// Claimed SOL that was never swapped (a run cancelled in SWAPPING): it stays in the signer's
     /// wallet, outside the pipeline; the operator decides what to do with it.
     pub unswapped_lamports: u64,
@@ -74,9 +77,26 @@ impl Store {
         .fetch_one(&mut *tx)
         .await
         .map_err(StoreError::from)?;
-        let allowance = allocation_record_on(&mut tx, run_id)
-            .await?
-            .is_some_and(|record| record.allowance.is_some());
+        let record = allocation_record_on(&mut tx, run_id).await?;
+        let allowance = match &record {
+            Some(record) => record.allowance.is_some(),
+            // Never allocated: the strategy's mode now decides where its income goes.
+            None => {
+                let reset: Option<String> = sqlx::query_scalar(
+                    "SELECT key_limit_reset FROM strategies WHERE strategy_id = ?",
+                )
+                .bind(&run.strategy_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+                reset.is_some()
+            }
+        };
+        // Swapped but never allocated (no budget was committed): that income is still to grant.
+        let unallocated = match (run.budget_micro_usd, run.swapped_usdc_base_units) {
+            (None, Some(swapped)) if !run.dry_run => i64::try_from(swapped).unwrap_or(i64::MAX),
+            _ => 0,
+        };
         let now = now_timestamp();
         sqlx::query(
             "UPDATE allocations SET status = 'skipped', last_error = ?, updated_at = ?
@@ -90,7 +110,11 @@ impl Store {
         .map_err(StoreError::from)?;
         // Dry runs promised nothing: their rows are skipped, no money moves.
         let released = if run.dry_run { 0 } else { open_sum };
-        let carried_over = if allowance { 0 } else { released };
+        let carried_over = if allowance {
+            0
+        } else {
+            released.saturating_add(unallocated)
+        };
         if released > 0 {
             // The run's own books stay balanced (allocated + carry_out = budget).
             sqlx::query(
@@ -137,6 +161,7 @@ impl Store {
             skipped_allocations: open_rows.unsigned_abs(),
             released_micro_usd: released,
             carried_over_micro_usd: carried_over,
+            unallocated_micro_usd: unallocated,
             unswapped_lamports,
         };
         let entry = AuditEntry::new("run_cancelled")
