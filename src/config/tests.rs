@@ -1244,3 +1244,16 @@ fn cors_origins_are_exact_origins() {
         );
     }
 }
+
+/// RUNBOOK.md's environment table names every variable the daemon reads, so it cannot fall
+/// behind the code.
+#[test]
+fn the_runbook_table_lists_every_variable() {
+    let runbook = include_str!("../../RUNBOOK.md");
+    for name in VARIABLES {
+        assert!(
+            runbook.contains(&format!("| `{name}` |")),
+            "RUNBOOK.md's environment table lacks {name}"
+        );
+    }
+}
