@@ -2,13 +2,11 @@
 //! log (every state change appends its row in the same transaction, so the rows in id order are
 //! the run's exact history).
 //!
-//! Each response is one batch: it waits (polling the store every [`POLL_INTERVAL`], up to
-//! [`HOLD`]) until the run has rows the client has not seen or has ended, sends them and closes;
-//! `retry:` makes an `EventSource` reconnect at once with `Last-Event-ID`, and the next batch
-//! continues exactly after it. Why batches and not one endless response: streaming a body needs
-//! a `Stream` (futures-core) or an `http_body::Body` implementation (http-body's `Frame`), and
-//! neither crate is a dependency of ours; this is the spec's reconnection model instead, and
-//! with either crate the same loop becomes one long response.
+//! One long response: the store is polled every [`POLL_INTERVAL`], new rows are sent as they
+//! appear (a `: keep-alive` comment after [`KEEP_ALIVE`] of silence), and the stream ends after
+//! the `end` event (the run COMPLETE or FAILED). A client that loses the connection reconnects
+//! with `Last-Event-ID` (as `EventSource` does, after `retry:` ms) and continues exactly after
+//! the last row it saw; one that already saw `end` gets 204.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -25,12 +23,11 @@ use crate::ops::{self, RunProgress};
 /// How often the store is polled while waiting for new rows.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The longest one response waits for something new before it sends a keep-alive comment and
-/// closes. Short, so a daemon shutting down (HTTP drain: 10 s) is never held up by a watcher.
-pub const HOLD: Duration = Duration::from_secs(5);
+/// Silence longer than this gets a `: keep-alive` comment (proxies close idle connections).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// How soon (ms) a client reconnects after a batch: the next request waits server-side anyway.
-const RETRY_MS: u64 = 100;
+/// How soon (ms) a client reconnects after a dropped connection.
+const RETRY_MS: u64 = 1_000;
 
 /// Suffix of the `end` event's id: a client reconnecting with it is told to stop (204).
 const END_SUFFIX: &str = "-end";
@@ -39,8 +36,8 @@ const END_SUFFIX: &str = "-end";
 pub const DESCRIPTION: &str = "Server-sent events, oldest first. `event: audit` carries an \
     audit row (`AuditEntry`, `id:` = its id); `event: state` comes before the row that records \
     the run entering a state (`{runId, state, at}`); `event: end` (after COMPLETE or FAILED) \
-    carries the final `Run`, then the stream ends. A response holds until there is something \
-    new (at most 5 s; then a `: keep-alive` comment), sends it and closes; reconnect with \
+    carries the final `Run`, then the stream ends. Rows are sent as they happen, with a \
+    `: keep-alive` comment after 15 s of silence; after a dropped connection, reconnect with \
     `Last-Event-ID` (as `EventSource` does, after `retry:` ms) to continue.";
 
 /// Where a client is in the stream (`Last-Event-ID`).
@@ -92,22 +89,25 @@ pub async fn run_events(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let cursor = parse_cursor(&headers)?;
-    let after = cursor.after();
-    let deadline = tokio::time::Instant::now() + HOLD;
-    let progress = loop {
-        let progress = ops::run_progress(&handle, &run_id, after).await?;
-        let ended = progress.run.is_terminal();
-        if !progress.audit.is_empty() || ended || tokio::time::Instant::now() >= deadline {
-            break progress;
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    };
-    if matches!(cursor, Cursor::Ended(_)) && progress.audit.is_empty() && progress.run.is_terminal()
-    {
+    // The first read answers 404 for an unknown run before the stream starts.
+    let first = ops::run_progress(&handle, &run_id, cursor.after()).await?;
+    if matches!(cursor, Cursor::Ended(_)) && first.audit.is_empty() && first.run.is_terminal() {
         // The client has everything, `end` included (SSE: 204 stops an EventSource).
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let mut response = batch(&progress, after).into_response();
+    let stream = Watch {
+        handle,
+        run_id,
+        after: cursor.after(),
+        pending: Some(first),
+        first_chunk: true,
+        ended: false,
+    };
+    let chunks = futures_util::stream::unfold(stream, |mut watch| async move {
+        let chunk = watch.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), watch))
+    });
+    let mut response = axum::body::Body::from_stream(chunks).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
@@ -115,9 +115,61 @@ pub async fn run_events(
     Ok(response)
 }
 
-/// The SSE text of one batch.
-fn batch(progress: &RunProgress, after: Option<i64>) -> String {
-    let mut out = format!("retry: {RETRY_MS}\n\n");
+/// One client's position in one run's stream.
+struct Watch {
+    handle: Handle,
+    run_id: String,
+    /// The last audit id sent.
+    after: Option<i64>,
+    /// Read but not sent yet.
+    pending: Option<RunProgress>,
+    first_chunk: bool,
+    ended: bool,
+}
+
+impl Watch {
+    /// The next piece of the stream; `None` once `end` was sent (or the store failed).
+    async fn next_chunk(&mut self) -> Option<String> {
+        if self.ended {
+            return None;
+        }
+        let quiet_since = tokio::time::Instant::now();
+        loop {
+            let progress = match self.pending.take() {
+                Some(progress) => progress,
+                None => match ops::run_progress(&self.handle, &self.run_id, self.after).await {
+                    Ok(progress) => progress,
+                    Err(error) => {
+                        // Cut the stream; the client reconnects and resumes from its cursor.
+                        tracing::warn!(runId = %self.run_id, code = %error.code, "run events stream ended early");
+                        return None;
+                    }
+                },
+            };
+            if !progress.audit.is_empty() || progress.run.is_terminal() || self.first_chunk {
+                let text = batch(&progress, self.after, self.first_chunk);
+                self.first_chunk = false;
+                if let Some(last) = progress.audit.last() {
+                    self.after = Some(last.id);
+                }
+                self.ended = progress.run.is_terminal();
+                return Some(text);
+            }
+            if quiet_since.elapsed() >= KEEP_ALIVE {
+                return Some(": keep-alive\n\n".to_string());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+/// The SSE text of the rows read at once (the first chunk also sets the reconnection delay).
+fn batch(progress: &RunProgress, after: Option<i64>, first: bool) -> String {
+    let mut out = if first {
+        format!("retry: {RETRY_MS}\n\n")
+    } else {
+        String::new()
+    };
     for row in &progress.audit {
         if let Some(state) = row.state_entered() {
             // No `id:`: if the connection drops between the two, the client's cursor is still
