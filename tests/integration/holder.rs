@@ -7,34 +7,15 @@ use std::collections::BTreeSet;
 
 use creditbrain::ops;
 use creditbrain_actors::store::reveal::{Challenge, ChallengePurpose};
-use creditbrain_actors::store::runs::{RunState, TriggeredBy};
-use creditbrain_actors::strategy::StrategyPatch;
 use serde_json::{Value, json};
 use solana_sdk::signature::{Keypair, Signer};
 
 use crate::support::{SANDBOX_API_TOKEN, SandboxDaemon};
 
-/// Runs the seeded strategy as OWNER_ONLY, so the signer (whose keypair the test has) holds a key.
+/// A daemon whose signer (whose keypair the test has) holds a key.
 async fn daemon_with_owner_key(extra: &[(&str, &str)]) -> (SandboxDaemon, String) {
     let daemon = SandboxDaemon::start(6, extra).await;
-    let handle = &daemon.daemon.handle;
-    ops::update_strategy(
-        handle,
-        &daemon.strategy_id,
-        &StrategyPatch {
-            distribution_mode: Some("OWNER_ONLY".into()),
-            ..StrategyPatch::default()
-        },
-        "test",
-    )
-    .await
-    .unwrap();
-    let started = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Manual)
-        .await
-        .unwrap();
-    let run = daemon.wait_for_end(&started.run_id).await;
-    assert_eq!(run.state, RunState::Complete, "{run:?}");
-    let wallet = daemon.sandbox.world.signer.pubkey().to_string();
+    let wallet = daemon.run_owner_only().await;
     (daemon, wallet)
 }
 

@@ -9,8 +9,6 @@
 use std::sync::{Arc, Mutex};
 
 use creditbrain::ops;
-use creditbrain_actors::store::runs::{RunState, TriggeredBy};
-use creditbrain_actors::strategy::StrategyPatch;
 use serde_json::{Value, json};
 use solana_sdk::signature::Signer;
 
@@ -97,24 +95,7 @@ async fn no_secret_reaches_logs_debug_output_the_database_or_responses() {
     let mut responses = Vec::<String>::new();
 
     // A run that creates keys (the owner's among them).
-    ops::update_strategy(
-        handle,
-        &daemon.strategy_id,
-        &StrategyPatch {
-            distribution_mode: Some("OWNER_ONLY".into()),
-            ..StrategyPatch::default()
-        },
-        "test",
-    )
-    .await
-    .unwrap();
-    let started = ops::start_run(handle, &daemon.strategy_id, None, TriggeredBy::Manual)
-        .await
-        .unwrap();
-    assert_eq!(
-        daemon.wait_for_end(&started.run_id).await.state,
-        RunState::Complete
-    );
+    assert_eq!(daemon.run_owner_only().await, wallet);
 
     // The holder reveals (after a refused attempt), then replaces the key by signed rotation.
     let mut plaintexts = Vec::new();

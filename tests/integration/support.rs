@@ -313,6 +313,27 @@ impl SandboxDaemon {
         self.wait_for_end(&started.run_id).await
     }
 
+    /// Turns the seeded strategy OWNER_ONLY and runs it to COMPLETE, so the signer (whose keypair
+    /// the test has: it can sign holder challenges) holds a key. Returns the signer's wallet.
+    pub async fn run_owner_only(&self) -> String {
+        use solana_sdk::signature::Signer;
+
+        let patch = creditbrain_actors::strategy::StrategyPatch {
+            distribution_mode: Some("OWNER_ONLY".into()),
+            ..Default::default()
+        };
+        creditbrain::ops::update_strategy(&self.daemon.handle, &self.strategy_id, &patch, "test")
+            .await
+            .unwrap();
+        let run = self.run_to_end(None).await;
+        assert_eq!(
+            run.state,
+            creditbrain_actors::store::runs::RunState::Complete,
+            "{run:?}"
+        );
+        self.sandbox.world.signer.pubkey().to_string()
+    }
+
     /// Waits (up to 60 s) for a run to be COMPLETE or FAILED and returns its row.
     pub async fn wait_for_end(&self, run_id: &str) -> creditbrain_actors::store::runs::Run {
         let store = &self.daemon.handle.store;

@@ -184,49 +184,44 @@ impl Store {
         Ok(key)
     }
 
-    /// A current key that OpenRouter no longer has: marks it `revoked`, already deleted
-    /// remotely (there is nothing left to delete), erases its unrevealed ciphertext (the key it
-    /// opens is gone) and appends `audit`, in one transaction. False (nothing written) when the
-    /// key is not current any more.
+    /// A current key that OpenRouter no longer has (reconcile): revoked, and already deleted
+    /// remotely (there is nothing left to delete). See [`Store::revoke_current_key`].
     pub async fn revoke_missing_key(
         &self,
         key_hash: &str,
         audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        self.revoke_current_key(key_hash, audit, true).await
+    }
+
+    /// An operator's revoke: the remote delete follows and is recorded separately
+    /// ([`Store::mark_remote_deleted`]). See [`Store::revoke_current_key`].
+    pub async fn revoke_key(&self, key_hash: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        self.revoke_current_key(key_hash, audit, false).await
+    }
+
+    /// Marks a current key `revoked`, erases its unrevealed ciphertext (the key it opens is gone
+    /// or about to be), records it as deleted remotely when `remote_gone`, and appends `audit`, in
+    /// one transaction. False (nothing written) when the key is not current any more.
+    async fn revoke_current_key(
+        &self,
+        key_hash: &str,
+        audit: &AuditEntry,
+        remote_gone: bool,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let now = now_timestamp();
         let done = sqlx::query(
             "UPDATE user_keys
              SET status = 'revoked', encrypted_key = NULL, key_nonce = NULL,
-                 remote_deleted_at = COALESCE(remote_deleted_at, ?), updated_at = ?
+                 remote_deleted_at = CASE WHEN ? THEN COALESCE(remote_deleted_at, ?)
+                                          ELSE remote_deleted_at END,
+                 updated_at = ?
              WHERE key_hash = ? AND status IN ('active', 'exhausted')",
         )
+        .bind(remote_gone)
         .bind(&now)
         .bind(&now)
-        .bind(key_hash)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        append_audit(&mut *tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// An operator's revoke: marks a current key `revoked`, erases its unrevealed ciphertext
-    /// (the key it opens is about to be deleted) and appends `audit`, in one transaction. The
-    /// remote delete is recorded separately ([`Store::mark_remote_deleted`]). False (nothing
-    /// written) when the key is not current.
-    pub async fn revoke_key(&self, key_hash: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE user_keys
-             SET status = 'revoked', encrypted_key = NULL, key_nonce = NULL, updated_at = ?
-             WHERE key_hash = ? AND status IN ('active', 'exhausted')",
-        )
-        .bind(now_timestamp())
         .bind(key_hash)
         .execute(&mut *tx)
         .await?;
