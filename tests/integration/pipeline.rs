@@ -136,7 +136,7 @@ async fn a_run_completes_with_the_fakes_state_equal_to_its_records_and_a_second_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_dry_run_changes_nothing_anywhere() {
+async fn a_dry_run_changes_nothing_anywhere_and_predicts_the_live_run() {
     let pipeline = start(&[]).await;
     let store = pipeline.daemon.handle.store.clone();
     let signer = pipeline.sandbox.world.signer.pubkey();
@@ -173,6 +173,41 @@ async fn a_dry_run_changes_nothing_anywhere() {
         audit
             .iter()
             .any(|entry| entry.action == "provision_planned")
+    );
+
+    // It still computed what it would do: the swap quoted, the quote split. The live run that
+    // follows (same world) measures what the dry run predicted and grants what it planned.
+    let quoted: u64 = audit
+        .iter()
+        .find(|entry| entry.action == "swap_quoted")
+        .and_then(|entry| entry.details["quotedUsdc"].as_str()?.parse().ok())
+        .expect("the dry swap was quoted");
+    assert!(quoted > 0);
+    assert_eq!(run.budget_micro_usd, Some(quoted as i64));
+    assert!(!allocations.is_empty());
+    let live = pipeline.run_to_end(Some(false)).await;
+    assert_eq!(live.state, RunState::Complete, "{live:?}");
+    // The plan claims the gross claimable; the live claim nets its transaction fees, so the live
+    // swap is a hair smaller than the quote.
+    let swapped = live.swapped_usdc_base_units.unwrap();
+    assert!(
+        swapped <= quoted && quoted - swapped <= quoted / 1_000,
+        "quoted {quoted}, swapped {swapped}"
+    );
+    let planned: Vec<(String, i64)> = allocations
+        .iter()
+        .map(|a| (a.holder_wallet.clone(), a.grant_micro_usd))
+        .collect();
+    let granted: Vec<(String, i64)> = store
+        .allocations_for_run(&live.run_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| (a.holder_wallet.clone(), a.grant_micro_usd))
+        .collect();
+    assert_eq!(
+        planned, granted,
+        "the dry run planned exactly what the live run granted"
     );
     pipeline.stop().await;
 }

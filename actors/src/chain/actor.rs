@@ -126,6 +126,13 @@ pub enum ChainMsg {
         slippage_bps: u16,
         reply: Reply<SwapOutcome>,
     },
+    /// What swapping `lamports` of SOL to USDC would give now (a quote: nothing is sent), for
+    /// dry runs.
+    QuoteSwap {
+        lamports: u64,
+        slippage_bps: u16,
+        reply: Reply<SwapQuote>,
+    },
     /// Every qualifying holder of `mint`, aggregated per owner.
     HolderSnapshot {
         mint: Pubkey,
@@ -155,6 +162,16 @@ pub struct SwapOutcome {
     pub lamports_spent: u64,
     /// USDC (base units) that arrived in the signer's token accounts.
     pub usdc_received: u64,
+}
+
+/// What a swap would give, as Bags quotes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwapQuote {
+    pub in_lamports: u64,
+    /// USDC base units expected out.
+    pub out_usdc: u64,
+    /// The least USDC the swap would accept (slippage applied).
+    pub min_out_usdc: u64,
 }
 
 /// Why a chain call failed; [`ChainError::code`] is the run's `error_code`.
@@ -309,6 +326,15 @@ impl Actor for ChainActor {
                     let _ = reply.send(context.swap(&run_id, lamports, slippage_bps).await);
                 });
             }
+            ChainMsg::QuoteSwap {
+                lamports,
+                slippage_bps,
+                reply,
+            } => {
+                state.in_flight.spawn(async move {
+                    let _ = reply.send(context.quote_swap(lamports, slippage_bps).await);
+                });
+            }
             ChainMsg::HolderSnapshot {
                 mint,
                 filters,
@@ -340,6 +366,20 @@ impl ChainArgs {
         })
         .await
         .map_err(ChainError::Bags)
+    }
+
+    async fn quote_swap(&self, lamports: u64, slippage_bps: u16) -> Result<SwapQuote, ChainError> {
+        let quote = resilience::call(&self.retry, &self.breakers.bags, || {
+            self.bags
+                .quote(&WRAPPED_SOL_MINT, &self.usdc_mint, lamports, slippage_bps)
+        })
+        .await
+        .map_err(ChainError::Bags)?;
+        Ok(SwapQuote {
+            in_lamports: quote.in_amount,
+            out_usdc: quote.out_amount,
+            min_out_usdc: quote.min_out_amount,
+        })
     }
 
     async fn signer_balance(&self) -> Result<u64, ChainError> {
@@ -790,6 +830,21 @@ pub async fn holder_snapshot(
     ask(actor, timeout, |reply| ChainMsg::HolderSnapshot {
         mint,
         filters,
+        reply,
+    })
+    .await
+}
+
+/// What a swap of `lamports` would give now (nothing is sent).
+pub async fn quote_swap(
+    actor: &ActorRef<ChainMsg>,
+    lamports: u64,
+    slippage_bps: u16,
+    timeout: Duration,
+) -> Result<SwapQuote, ChainError> {
+    ask(actor, timeout, |reply| ChainMsg::QuoteSwap {
+        lamports,
+        slippage_bps,
         reply,
     })
     .await

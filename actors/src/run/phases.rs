@@ -451,12 +451,11 @@ pub(super) async fn swap(
 ) -> Result<(), PhaseError> {
     let claimed = run.claimed_lamports.unwrap_or(0);
     let swap_in = claimed.saturating_sub(context.policy.sol_float_lamports);
-    if run.dry_run || swap_in < MIN_SWAP_LAMPORTS {
-        let reason = if run.dry_run {
-            "dry_run"
-        } else {
-            "nothing_to_swap"
-        };
+    if run.dry_run {
+        return quote_dry_swap(context, run, strategy).await;
+    }
+    if swap_in < MIN_SWAP_LAMPORTS {
+        let reason = "nothing_to_swap";
         audit(
             context,
             run,
@@ -525,6 +524,88 @@ pub(super) async fn swap(
     .await
 }
 
+/// SWAPPING in a dry run: nothing is sent, but what the planned claim would swap is quoted, so
+/// ALLOCATING can show what the run would grant (`swap_quoted`; the run's measured columns stay 0).
+async fn quote_dry_swap(
+    context: &RunContext,
+    run: &Run,
+    strategy: &StoredStrategy,
+) -> Result<(), PhaseError> {
+    let plan = latest_audit_details(context, run, "claim_planned").await?;
+    let planned = ["plannedLamports", "unclaimedLamports"]
+        .iter()
+        .find_map(|field| plan.as_ref()?.get(*field)?.as_str()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let swap_in = planned.saturating_sub(context.policy.sol_float_lamports);
+    let details = if swap_in >= MIN_SWAP_LAMPORTS {
+        let actor = context.chain()?;
+        let quote = chain::quote_swap(
+            &actor,
+            swap_in,
+            strategy.spec.slippage_bps,
+            context.policy.call_timeout,
+        )
+        .await
+        .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
+        json!({
+            "plannedClaimLamports": planned.to_string(),
+            "swapInLamports": swap_in.to_string(),
+            "quotedUsdc": quote.out_usdc.to_string(),
+            "minUsdc": quote.min_out_usdc.to_string(),
+            "dryRun": true,
+        })
+    } else {
+        json!({
+            "plannedClaimLamports": planned.to_string(),
+            "swapInLamports": "0",
+            "quotedUsdc": "0",
+            "dryRun": true,
+        })
+    };
+    audit(context, run, RunState::Swapping, "swap_quoted", details).await?;
+    let outputs = PhaseOutputs {
+        swap_in_lamports: Some(0),
+        swapped_usdc_base_units: Some(0),
+        ..PhaseOutputs::default()
+    };
+    commit(
+        context,
+        run,
+        RunState::Swapping,
+        RunState::Allocating,
+        &outputs,
+    )
+    .await
+}
+
+/// The details of the run's latest audit row with `action`.
+async fn latest_audit_details(
+    context: &RunContext,
+    run: &Run,
+    action: &str,
+) -> Result<Option<serde_json::Value>, PhaseError> {
+    Ok(context
+        .store
+        .audit_for_run(&run.run_id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|row| row.action == action)
+        .map(|row| row.details))
+}
+
+/// A dry run's would-be income: the USDC its SWAPPING quoted (0 for a live run, whose measured
+/// swap is in the run row).
+async fn dry_quoted_usdc(context: &RunContext, run: &Run) -> Result<i64, PhaseError> {
+    if !run.dry_run {
+        return Ok(0);
+    }
+    Ok(latest_audit_details(context, run, "swap_quoted")
+        .await?
+        .and_then(|details| details.get("quotedUsdc")?.as_str()?.parse::<i64>().ok())
+        .unwrap_or(0))
+}
+
 fn distribution_mode(strategy: &StoredStrategy) -> Mode {
     match strategy.spec.distribution_mode {
         DistributionMode::OwnerOnly => Mode::OwnerOnly,
@@ -582,6 +663,7 @@ pub(super) async fn allocate(
             .holders
         }
     };
+    let dry_quoted = dry_quoted_usdc(context, run).await?;
     // From here to the commit the transaction holds SQLite's write lock (BEGIN IMMEDIATE): what
     // other runs have promised or allocated cannot change under this computation.
     let mut tx = context.store.begin_write().await?;
@@ -622,12 +704,15 @@ pub(super) async fn allocate(
         "headroomMicroUsd": room,
         "holders": holders.len(),
         "dryRun": run.dry_run,
+        "dryQuotedUsdc": dry_quoted,
     });
     let (rows, budget, carry_in, allocated, carry_out, new_carry_over) = match allowance {
         None => {
-            // USDC has 6 decimals: one base unit is one micro-dollar.
-            let swapped =
-                i64::try_from(run.swapped_usdc_base_units.unwrap_or(0)).unwrap_or(i64::MAX);
+            // USDC has 6 decimals: one base unit is one micro-dollar. A dry run splits what its
+            // swap was quoted to give.
+            let swapped = i64::try_from(run.swapped_usdc_base_units.unwrap_or(0))
+                .unwrap_or(i64::MAX)
+                .saturating_add(dry_quoted);
             let carry_in = strategy.carry_over_micro_usd;
             let budget = swapped.saturating_add(carry_in);
             let current_key_limits: Vec<(Pubkey, i64)> = keys
@@ -673,7 +758,8 @@ pub(super) async fn allocate(
                 crate::store::format_timestamp(since),
                 crate::store::format_timestamp(until),
             );
-            let income = period_income_on(&mut tx, &run.strategy_id, &since, &until).await?;
+            let mut income = period_income_on(&mut tx, &run.strategy_id, &since, &until).await?;
+            income.micro_usd = income.micro_usd.saturating_add(dry_quoted);
             let wallets: Vec<String> = keys.iter().map(|key| key.holder_wallet.clone()).collect();
             let plan = plan_allowances(
                 &AllocationInput {
