@@ -67,7 +67,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use serde_json::json;
@@ -1271,7 +1271,7 @@ impl Worker {
         {
             return Err(KeyMaintenanceError::KeyExpiring {
                 key_hash: old.key_hash.clone(),
-                expires_at: at.to_rfc3339(),
+                expires_at: crate::store::format_timestamp(at),
             });
         }
         let limit_reset = match old.limit_reset.as_deref() {
@@ -1472,7 +1472,7 @@ impl Worker {
                     "name": name,
                     "limitMicroUsd": key.limit_micro_usd,
                     "usageMicroUsd": key.usage_micro_usd,
-                    "createdAt": key.created_at.map(|at: DateTime<Utc>| at.to_rfc3339()),
+                    "createdAt": key.created_at.map(crate::store::format_timestamp),
                     "reason": "an unrecorded key with the holder's name: left by a rotation \
                                interrupted before recording it, its plaintext never stored",
                 }));

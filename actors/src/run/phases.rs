@@ -1034,7 +1034,7 @@ pub(super) async fn provision(
                 "skipped": outcome.skipped,
                 "allocations": pending.len(),
             },
-            "at": Utc::now().to_rfc3339(),
+            "at": crate::store::now_timestamp(),
         }),
     )
     .await?;

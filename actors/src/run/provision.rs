@@ -509,7 +509,7 @@ pub(super) async fn apply(
             "wallet": wallet,
             "keyHash": created.key.hash,
             "limitMicroUsd": target.target_limit_micro_usd,
-            "expiresAt": expires_at.map(|at| at.to_rfc3339()),
+            "expiresAt": expires_at.map(crate::store::format_timestamp),
         }),
     )
     .await?;
