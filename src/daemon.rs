@@ -44,12 +44,6 @@ use crate::readiness::Readiness;
 /// The runbook's per-probe timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The OpenRouter client's own limit per request; probes are cut shorter by `PROBE_TIMEOUT`.
-const OPENROUTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Timeout of one Bags, Solana RPC or Helius request.
-const CHAIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Bags' documented budget: 1,000 requests per sliding hour, shared by all of a user's keys.
 const BAGS_REQUESTS_PER_HOUR: u32 = 1_000;
 
@@ -291,6 +285,11 @@ async fn start_after_socket(
     admin_socket: AdminSocket,
 ) -> Result<RunningDaemon, DaemonError> {
     let started_at = Instant::now();
+    let failpoints = creditbrain_actors::failpoint::arm_from_env();
+    if !failpoints.is_empty() {
+        tracing::warn!(failpoints = %failpoints.join(","), "test-only failpoints armed from {}",
+            creditbrain_actors::failpoint::ENV_VAR);
+    }
     let database_lock = DatabaseLock::acquire(&config.database_path)?;
     let store = Store::open(&config.database_path).await?;
     tracing::info!(path = %config.database_path.display(), "database ready");
@@ -319,7 +318,8 @@ async fn start_after_socket(
     let openrouter = OpenRouterClient::new(
         config.openrouter_base_url.clone(),
         config.openrouter_management_key.clone(),
-        OPENROUTER_REQUEST_TIMEOUT,
+        // Each request's own limit; health probes are cut shorter by `PROBE_TIMEOUT`.
+        config.integration_request_timeout,
     );
 
     let health_child = {
@@ -364,15 +364,16 @@ async fn start_after_socket(
             bags: BagsClient::new(
                 config.bags_api_base_url.clone(),
                 config.bags_api_key.clone(),
-                CHAIN_REQUEST_TIMEOUT,
+                config.integration_request_timeout,
                 SlidingBudget::new(BAGS_REQUESTS_PER_HOUR, Duration::from_secs(3600)),
             ),
             helius: HeliusClient::new(
                 config.helius_rpc_url.clone(),
-                CHAIN_REQUEST_TIMEOUT,
+                config.integration_request_timeout,
                 RateLimiter::per_second(HELIUS_DAS_REQUESTS_PER_SECOND),
             ),
-            rpc: SolanaRpc::new(&config.solana_rpc_url, CHAIN_REQUEST_TIMEOUT),
+            rpc: SolanaRpc::new(&config.solana_rpc_url, config.integration_request_timeout)
+                .with_breaker(breakers.solana_rpc.clone()),
             signer: Arc::new(signer),
             store: store.clone(),
             breakers: ChainBreakers {
