@@ -13,6 +13,7 @@ mod fault_world;
 mod health;
 mod holder;
 mod keys_maintenance;
+mod load;
 mod openrouter_actor;
 mod ops;
 mod partner_fees;
