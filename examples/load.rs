@@ -48,8 +48,8 @@ struct Args {
     /// The base mint of the credited fee position (`token_mint`).
     #[arg(long)]
     mint: Option<String>,
-    /// Seconds between two run starts.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds between two run starts (the sandbox allows 4 runs a day: 15 s fits a minute).
+    #[arg(long, default_value_t = 15)]
     run_every: u64,
     /// Also print the summary as one JSON line.
     #[arg(long)]
@@ -280,8 +280,12 @@ struct RunReport {
     started: Vec<String>,
     /// Start attempts refused because the strategy's previous run was still going.
     in_progress: u64,
+    /// Start attempts refused by MAX_DAILY_RUNS.
+    daily_limit: u64,
     /// Run id → final state (or the state it was in when we stopped waiting).
     states: BTreeMap<String, String>,
+    /// Run id → seconds from start to end, when it ended.
+    seconds: BTreeMap<String, Option<f64>>,
     errors: Vec<String>,
 }
 
@@ -292,7 +296,9 @@ async fn drive_runs(args: &Args, base: &str, strategy: &str, deadline: Instant) 
     let mut report = RunReport {
         started: Vec::new(),
         in_progress: 0,
+        daily_limit: 0,
         states: BTreeMap::new(),
+        seconds: BTreeMap::new(),
         errors: Vec::new(),
     };
     while Instant::now() < deadline {
@@ -328,6 +334,8 @@ async fn drive_runs(args: &Args, base: &str, strategy: &str, deadline: Instant) 
                 ) {
                     (202, Some(run_id), _) => report.started.push(run_id.to_string()),
                     (409, _, Some("run_in_progress")) => report.in_progress += 1,
+                    // The sandbox's MAX_DAILY_RUNS: recorded by the daemon, not a load error.
+                    (409, _, Some("daily_limit")) => report.daily_limit += 1,
                     _ => report
                         .errors
                         .push(format!("starting a run: {status} {body}")),
@@ -340,28 +348,39 @@ async fn drive_runs(args: &Args, base: &str, strategy: &str, deadline: Instant) 
     }
     let wait_until = Instant::now() + Duration::from_secs(60);
     for run_id in &report.started {
-        let state = loop {
-            let state = client
+        let (state, seconds) = loop {
+            let run = match client
                 .get(format!("{base}/api/runs/{run_id}"))
                 .bearer_auth(&args.token)
                 .send()
                 .await
-                .ok();
-            let state = match state {
-                Some(response) => response
+            {
+                Ok(response) => response
                     .json::<Value>()
                     .await
-                    .ok()
-                    .and_then(|body| body["run"]["state"].as_str().map(str::to_string)),
-                None => None,
-            }
-            .unwrap_or_else(|| "UNKNOWN".into());
+                    .map(|body| body["run"].clone())
+                    .unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let state = run["state"].as_str().unwrap_or("UNKNOWN").to_string();
             if state == "COMPLETE" || state == "FAILED" || Instant::now() >= wait_until {
-                break state;
+                let at = |field: &str| {
+                    run[field]
+                        .as_str()
+                        .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+                };
+                let seconds = match (at("startedAt"), at("finishedAt")) {
+                    (Some(started), Some(finished)) => {
+                        Some((finished - started).num_milliseconds() as f64 / 1000.0)
+                    }
+                    _ => None,
+                };
+                break (state, seconds);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         report.states.insert(run_id.clone(), state);
+        report.seconds.insert(run_id.clone(), seconds);
     }
     report
 }
@@ -445,10 +464,17 @@ fn report(args: &Args, total: &Tally, elapsed: Duration, runs: Option<&RunReport
         for state in runs.states.values() {
             *by_state.entry(state.as_str()).or_default() += 1;
         }
+        let durations: Vec<String> = runs
+            .seconds
+            .values()
+            .map(|seconds| seconds.map_or("-".into(), |s| format!("{s:.1} s")))
+            .collect();
         println!(
-            "runs during the load: {} started, {} refused as already in progress, by state {:?}",
+            "runs during the load: {} started, {} refused as already in progress, {} by the daily \
+             cap; by state {:?}, durations {durations:?}",
             runs.started.len(),
             runs.in_progress,
+            runs.daily_limit,
             by_state
         );
         for error in &runs.errors {
@@ -460,7 +486,9 @@ fn report(args: &Args, total: &Tally, elapsed: Duration, runs: Option<&RunReport
         run_json = json!({
             "started": runs.started.len(),
             "in_progress": runs.in_progress,
+            "daily_limit": runs.daily_limit,
             "by_state": by_state,
+            "seconds": runs.seconds.values().collect::<Vec<_>>(),
             "errors": runs.errors,
         });
     }

@@ -210,6 +210,8 @@ pub struct RunningDaemon {
     frontends_stop: watch::Sender<bool>,
     /// Held until the daemon is dropped: no second daemon on this database meanwhile.
     _database_lock: DatabaseLock,
+    /// The actors' pool (the frontends' is `handle.store`).
+    actors_store: Store,
 }
 
 /// An exclusive `flock` on `<database>.lock`, held for the daemon's lifetime. The kernel releases
@@ -306,6 +308,17 @@ async fn start_after_socket(
             return Err(error.into());
         }
     }
+    // The frontends (HTTP, admin socket) query through a pool of their own: a flood of API
+    // reads queues for its connections, not in front of the pipeline's checkpoints and the
+    // health probe's ping (under 1,000 connections of `GET /api/runs` a shared pool made a run
+    // take 60 s instead of 3).
+    let frontend_store = match Store::open(&config.database_path).await {
+        Ok(frontend_store) => frontend_store,
+        Err(error) => {
+            store.close().await;
+            return Err(error.into());
+        }
+    };
 
     let (health_publisher, health_reports) = watch::channel(HealthReport::default());
     let health_publisher = Arc::new(health_publisher);
@@ -489,13 +502,14 @@ async fn start_after_socket(
         Ok(spawned) => spawned,
         Err(error) => {
             store.close().await;
+            frontend_store.close().await;
             return Err(DaemonError::Actors(error.to_string()));
         }
     };
 
     let handle = Handle {
         started_at,
-        store: store.clone(),
+        store: frontend_store,
         health: health_slot,
         openrouter: openrouter_slot,
         chain: chain_slot,
@@ -529,6 +543,7 @@ async fn start_after_socket(
             supervisor.stop(None);
             let _ = supervisor_done.await;
             store.close().await;
+            handle.store.close().await;
             return Err(DaemonError::Listen {
                 address: address.to_string(),
                 source,
@@ -572,6 +587,7 @@ async fn start_after_socket(
         admin_task,
         frontends_stop,
         _database_lock: database_lock,
+        actors_store: store,
     })
 }
 
@@ -625,6 +641,7 @@ impl RunningDaemon {
             let _ = self.supervisor_done.await;
         }
         self.handle.store.close().await;
+        self.actors_store.close().await;
         tracing::info!("shutdown complete");
         outcome
     }

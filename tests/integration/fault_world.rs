@@ -40,6 +40,7 @@ pub struct FaultWorld {
     pub sandbox: Sandbox,
     _dir: tempfile::TempDir,
     pub daemon: RunningDaemon,
+    pub database_path: std::path::PathBuf,
     pub strategy_id: String,
     pub http: reqwest::Client,
 }
@@ -63,6 +64,7 @@ impl FaultWorld {
             .unwrap();
         Self {
             sandbox,
+            database_path: dir.path().join("world.db"),
             _dir: dir,
             daemon,
             strategy_id: strategy.strategy_id,

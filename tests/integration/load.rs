@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use creditbrain_actors::store::Store;
+
 use crate::fault_world::{API_TOKEN, FaultWorld, reference};
+use crate::support::eventually;
 
 const CONNECTIONS: usize = 200;
 const LOAD_FOR: Duration = Duration::from_secs(5);
@@ -86,5 +89,41 @@ async fn two_hundred_connections_for_five_seconds_while_a_run_executes_without_a
     let run = world.wait_for_end(&run_id).await;
     let figures = world.assert_exact(&run).await;
     assert_eq!(figures, expected);
+    world.stop().await;
+}
+
+/// The frontends query through a pool of their own: with every one of its connections held (a
+/// flood of slow API reads), a run still goes through the pipeline to the end and the health
+/// probe still reaches the database.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_reads_that_exhaust_their_pool_do_not_stall_a_run() {
+    let expected = reference().await;
+    let world = FaultWorld::start(&[]).await;
+    let before = world.daemon.handle.health_report().checked_at;
+    let mut held = Vec::new();
+    let frontend_pool = world.store().pool();
+    while let Ok(Ok(connection)) =
+        tokio::time::timeout(Duration::from_millis(200), frontend_pool.acquire()).await
+    {
+        held.push(connection);
+    }
+    assert!(!held.is_empty());
+    let run_id = world.start_run().await;
+    // Read through a store of the test's own: the daemon's frontend pool is exhausted.
+    let reader = Store::open(&world.database_path).await.unwrap();
+    let run = eventually(Duration::from_secs(30), || async {
+        let run = reader.run(&run_id).await.unwrap().unwrap();
+        run.state.is_terminal().then_some(run)
+    })
+    .await;
+    let report = world.daemon.handle.health_report();
+    assert!(
+        report.checked_at > before && report.database.ok,
+        "{report:?}"
+    );
+    drop(held);
+    let figures = world.assert_exact(&run).await;
+    assert_eq!(figures, expected);
+    reader.close().await;
     world.stop().await;
 }
