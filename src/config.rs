@@ -40,6 +40,8 @@ const DEFAULT_DATABASE_PATH: &str = "./data/creditbrain.db";
 const DEFAULT_SOCKET_PATH: &str = "./data/creditbrain.sock";
 const DEFAULT_BAGS_API_BASE_URL: &str = "https://public-api-v2.bags.fm/api/v1";
 const DEFAULT_OPENROUTER_BASE_URL: &str = "https://openrouter.ai/api/v1";
+/// One request to an integration: long enough for a slow page of holders or a busy RPC node.
+pub const DEFAULT_INTEGRATION_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The name both signer problems are reported under: exactly one of the two must be set.
 pub const SIGNER_VARIABLES: &str = "SIGNER_KEYPAIR_PATH / SIGNER_PRIVATE_KEY";
@@ -186,6 +188,9 @@ pub struct Config {
     pub health_probe_interval: Duration,
     /// How long an integration's breaker stays open before one probe is let through.
     pub breaker_cooldown: Duration,
+    /// How long one request to Bags, Solana RPC, Helius or OpenRouter may take (30 s). Not an
+    /// environment variable: tests of hanging services shorten it on the `Config` they build.
+    pub integration_request_timeout: Duration,
 
     // HTTP API.
     /// Origins allowed to call `/api/*` from a browser (exact `scheme://host[:port]`); empty =
@@ -1258,6 +1263,7 @@ fn validate(
             key_encryption_key: key_encryption_key?,
             health_probe_interval: Duration::from_secs(health_probe_seconds?),
             breaker_cooldown: Duration::from_secs(breaker_cooldown_seconds?),
+            integration_request_timeout: DEFAULT_INTEGRATION_REQUEST_TIMEOUT,
             cors_allowed_origins: cors_allowed_origins?,
             api_rate_limit_per_min: api_rate_limit_per_min?,
             holder_rate_limit_per_min: holder_rate_limit_per_min?,

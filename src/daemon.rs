@@ -44,12 +44,6 @@ use crate::readiness::Readiness;
 /// The runbook's per-probe timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The OpenRouter client's own limit per request; probes are cut shorter by `PROBE_TIMEOUT`.
-const OPENROUTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Timeout of one Bags, Solana RPC or Helius request.
-const CHAIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Bags' documented budget: 1,000 requests per sliding hour, shared by all of a user's keys.
 const BAGS_REQUESTS_PER_HOUR: u32 = 1_000;
 
@@ -216,6 +210,8 @@ pub struct RunningDaemon {
     frontends_stop: watch::Sender<bool>,
     /// Held until the daemon is dropped: no second daemon on this database meanwhile.
     _database_lock: DatabaseLock,
+    /// The actors' pool (the frontends' is `handle.store`).
+    actors_store: Store,
 }
 
 /// An exclusive `flock` on `<database>.lock`, held for the daemon's lifetime. The kernel releases
@@ -291,6 +287,11 @@ async fn start_after_socket(
     admin_socket: AdminSocket,
 ) -> Result<RunningDaemon, DaemonError> {
     let started_at = Instant::now();
+    let failpoints = creditbrain_actors::failpoint::arm_from_env();
+    if !failpoints.is_empty() {
+        tracing::warn!(failpoints = %failpoints.join(","), "test-only failpoints armed from {}",
+            creditbrain_actors::failpoint::ENV_VAR);
+    }
     let database_lock = DatabaseLock::acquire(&config.database_path)?;
     let store = Store::open(&config.database_path).await?;
     tracing::info!(path = %config.database_path.display(), "database ready");
@@ -307,6 +308,17 @@ async fn start_after_socket(
             return Err(error.into());
         }
     }
+    // The frontends (HTTP, admin socket) query through a pool of their own: a flood of API
+    // reads queues for its connections, not in front of the pipeline's checkpoints and the
+    // health probe's ping (under 1,000 connections of `GET /api/runs` a shared pool made a run
+    // take 60 s instead of 3).
+    let frontend_store = match Store::open(&config.database_path).await {
+        Ok(frontend_store) => frontend_store,
+        Err(error) => {
+            store.close().await;
+            return Err(error.into());
+        }
+    };
 
     let (health_publisher, health_reports) = watch::channel(HealthReport::default());
     let health_publisher = Arc::new(health_publisher);
@@ -319,7 +331,8 @@ async fn start_after_socket(
     let openrouter = OpenRouterClient::new(
         config.openrouter_base_url.clone(),
         config.openrouter_management_key.clone(),
-        OPENROUTER_REQUEST_TIMEOUT,
+        // Each request's own limit; health probes are cut shorter by `PROBE_TIMEOUT`.
+        config.integration_request_timeout,
     );
 
     let health_child = {
@@ -364,15 +377,16 @@ async fn start_after_socket(
             bags: BagsClient::new(
                 config.bags_api_base_url.clone(),
                 config.bags_api_key.clone(),
-                CHAIN_REQUEST_TIMEOUT,
+                config.integration_request_timeout,
                 SlidingBudget::new(BAGS_REQUESTS_PER_HOUR, Duration::from_secs(3600)),
             ),
             helius: HeliusClient::new(
                 config.helius_rpc_url.clone(),
-                CHAIN_REQUEST_TIMEOUT,
+                config.integration_request_timeout,
                 RateLimiter::per_second(HELIUS_DAS_REQUESTS_PER_SECOND),
             ),
-            rpc: SolanaRpc::new(&config.solana_rpc_url, CHAIN_REQUEST_TIMEOUT),
+            rpc: SolanaRpc::new(&config.solana_rpc_url, config.integration_request_timeout)
+                .with_breaker(breakers.solana_rpc.clone()),
             signer: Arc::new(signer),
             store: store.clone(),
             breakers: ChainBreakers {
@@ -488,13 +502,14 @@ async fn start_after_socket(
         Ok(spawned) => spawned,
         Err(error) => {
             store.close().await;
+            frontend_store.close().await;
             return Err(DaemonError::Actors(error.to_string()));
         }
     };
 
     let handle = Handle {
         started_at,
-        store: store.clone(),
+        store: frontend_store,
         health: health_slot,
         openrouter: openrouter_slot,
         chain: chain_slot,
@@ -528,6 +543,7 @@ async fn start_after_socket(
             supervisor.stop(None);
             let _ = supervisor_done.await;
             store.close().await;
+            handle.store.close().await;
             return Err(DaemonError::Listen {
                 address: address.to_string(),
                 source,
@@ -571,6 +587,7 @@ async fn start_after_socket(
         admin_task,
         frontends_stop,
         _database_lock: database_lock,
+        actors_store: store,
     })
 }
 
@@ -624,6 +641,7 @@ impl RunningDaemon {
             let _ = self.supervisor_done.await;
         }
         self.handle.store.close().await;
+        self.actors_store.close().await;
         tracing::info!("shutdown complete");
         outcome
     }

@@ -109,6 +109,7 @@ impl Actor for HealthActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::failpoint::check_actor(&myself);
         match message {
             HealthMsg::Probe => {
                 if state.probe_in_flight {

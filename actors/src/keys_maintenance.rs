@@ -540,10 +540,11 @@ impl Actor for KeyMaintenance {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::failpoint::check_actor(&myself);
         while state.in_flight.try_join_next().is_some() {}
         let worker = state.worker.clone();
         match message {

@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod distribution;
+pub mod failpoint;
 pub mod health;
 pub mod http;
 pub mod keys_maintenance;

@@ -302,7 +302,7 @@ pub mod actor {
         pub fn code(&self) -> &'static str {
             match self {
                 PoolError::OpenRouter(error) => error.code(),
-                PoolError::OpenRouterDown => "OPENROUTER_UNAVAILABLE",
+                PoolError::OpenRouterDown => "OPENROUTER_ACTOR_DOWN",
                 PoolError::Store(error) if error.is_locked() => "DB_LOCKED",
                 PoolError::Store(_) => "DB_ERROR",
                 PoolError::ActorDown | PoolError::ActorTimeout(_) => "POOL_ACTOR_DOWN",
@@ -328,10 +328,11 @@ pub mod actor {
 
         async fn handle(
             &self,
-            _myself: ActorRef<Self::Msg>,
+            myself: ActorRef<Self::Msg>,
             message: Self::Msg,
             state: &mut Self::State,
         ) -> Result<(), ActorProcessingErr> {
+            crate::failpoint::check_actor(&myself);
             while state.in_flight.try_join_next().is_some() {}
             match message {
                 PoolMsg::Status {

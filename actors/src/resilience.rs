@@ -544,8 +544,11 @@ struct BudgetState {
     window: Duration,
     /// When each request of the current window was taken, oldest first.
     taken: VecDeque<tokio::time::Instant>,
-    /// The service's own count, while it says we have less than we think.
-    service: Option<ServiceView>,
+    /// The service's own counts, one per window it reported (a rate-limit window, or a short
+    /// block such as a 429 whose reset is seconds away), each until its reset. The lowest
+    /// unexpired one applies: a short block must not be stretched to the end of a longer
+    /// window, and a longer window's count must not be forgotten when the short block ends.
+    service: Vec<ServiceView>,
 }
 
 #[derive(Clone, Copy)]
@@ -563,9 +566,7 @@ impl BudgetState {
         {
             self.taken.pop_front();
         }
-        if self.service.is_some_and(|view| view.until <= now) {
-            self.service = None;
-        }
+        self.service.retain(|view| view.until > now);
     }
 
     fn local_remaining(&self) -> u32 {
@@ -574,11 +575,10 @@ impl BudgetState {
     }
 
     fn remaining(&self) -> u32 {
-        let local = self.local_remaining();
-        match self.service {
-            Some(view) => local.min(view.remaining),
-            None => local,
-        }
+        self.service
+            .iter()
+            .map(|view| view.remaining)
+            .fold(self.local_remaining(), u32::min)
     }
 }
 
@@ -597,7 +597,7 @@ impl SlidingBudget {
                 limit,
                 window,
                 taken: VecDeque::new(),
-                service: None,
+                service: Vec::new(),
             })),
         }
     }
@@ -615,11 +615,18 @@ impl SlidingBudget {
                 .map_or(now + state.window, |&oldest| oldest + state.window);
             return Err(free_at.saturating_duration_since(now));
         }
-        if let Some(view) = state.service.filter(|view| view.remaining == 0) {
-            return Err(view.until.saturating_duration_since(now));
+        // Free again when every window that says "none left" has reset.
+        if let Some(free_at) = state
+            .service
+            .iter()
+            .filter(|view| view.remaining == 0)
+            .map(|view| view.until)
+            .max()
+        {
+            return Err(free_at.saturating_duration_since(now));
         }
         state.taken.push_back(now);
-        if let Some(view) = state.service.as_mut() {
+        for view in &mut state.service {
             view.remaining -= 1;
         }
         Ok(())
@@ -654,21 +661,20 @@ impl SlidingBudget {
                 }
             }
         };
-        let view = ServiceView { remaining, until };
-        state.service = match state.service {
-            // The same service window seen twice (reset instants agree to within a second): the
-            // lower count is the later truth.
-            Some(current)
-                if until.saturating_duration_since(current.until) <= Duration::from_secs(1) =>
-            {
-                Some(ServiceView {
-                    remaining: current.remaining.min(remaining),
-                    until: current.until.max(until),
-                })
+        // The same service window seen twice (reset instants agree to within a second, either
+        // way): the lower count is the later truth. Another reset is another window, kept beside
+        // it (each expires at its own reset).
+        let same_window = state.service.iter_mut().find(|current| {
+            until.saturating_duration_since(current.until) <= Duration::from_secs(1)
+                && current.until.saturating_duration_since(until) <= Duration::from_secs(1)
+        });
+        match same_window {
+            Some(current) => {
+                current.remaining = current.remaining.min(remaining);
+                current.until = current.until.max(until);
             }
-            // A later window (the service reset its count), or no view yet.
-            _ => Some(view),
-        };
+            None => state.service.push(ServiceView { remaining, until }),
+        }
     }
 
     /// Requests still available in the current window.
@@ -1232,6 +1238,28 @@ mod tests {
         assert_eq!(budget.remaining(), 997);
         budget.observe(Some(10), None, None);
         assert_eq!(budget.remaining(), 7);
+    }
+
+    /// Bags answers a burst with 429, `remaining: 0` and a reset seconds away while its window
+    /// headers (on every other answer) reset in an hour: the block lasts until the 429's reset,
+    /// not the window's, and the window's count still applies afterwards.
+    #[tokio::test(start_paused = true)]
+    async fn a_short_block_inside_a_long_window_ends_at_its_own_reset() {
+        let budget = SlidingBudget::new(1000, Duration::from_secs(3600));
+        let now_unix = u64::try_from(Utc::now().timestamp()).unwrap();
+        budget.observe(Some(1000), Some(990), Some(now_unix + 3_000));
+        budget.observe(Some(1000), Some(0), Some(now_unix + 2));
+        let wait = budget.try_acquire().unwrap_err();
+        assert!(wait <= Duration::from_secs(2), "blocked for {wait:?}");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(budget.remaining(), 990, "the window's count, not our 1000");
+        budget.try_acquire().unwrap();
+        assert_eq!(budget.remaining(), 989);
+        // The other way round: a long block is not shortened by a short window's count.
+        budget.observe(None, Some(0), Some(now_unix + 600));
+        budget.observe(None, Some(5), Some(now_unix + 10));
+        let wait = budget.try_acquire().unwrap_err();
+        assert!(wait > Duration::from_secs(590), "blocked for {wait:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,7 +70,7 @@ impl RunContext {
     fn openrouter(&self) -> Result<ActorRef<OpenRouterMsg>, PhaseError> {
         self.openrouter.get().ok_or_else(|| {
             PhaseError::new(
-                "OPENROUTER_UNAVAILABLE",
+                "OPENROUTER_ACTOR_DOWN",
                 "the openrouter actor is restarting",
             )
         })
@@ -81,7 +81,66 @@ impl RunContext {
             .get()
             .ok_or_else(|| PhaseError::new("POOL_ACTOR_DOWN", "the pool actor is restarting"))
     }
+
+    /// The ids of the integration actors a phase calls (`None` while one is restarting).
+    fn integration_actors(&self) -> [Option<ractor::ActorId>; 3] {
+        [
+            self.chain.get().map(|actor| actor.get_id()),
+            self.openrouter.get().map(|actor| actor.get_id()),
+            self.pool.get().map(|actor| actor.get_id()),
+        ]
+    }
+
+    /// Whether an integration actor was down or replaced since `before` was taken. A caller
+    /// can see its call fail before the supervisor has noticed the death (and cleared the
+    /// slot), so a death is waited for briefly rather than judged at once.
+    async fn integration_actor_replaced(&self, before: &[Option<ractor::ActorId>; 3]) -> bool {
+        if before.iter().any(Option::is_none) {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + ACTOR_DEATH_NOTICE;
+        loop {
+            if self.integration_actors() != *before {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits (bounded) until every integration actor is running again after a restart.
+    async fn integration_actors_back(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + ACTOR_RESTART_WAIT;
+        loop {
+            if self.integration_actors().iter().all(Option::is_some) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
+
+/// The codes of a phase that failed because an integration actor died under it (or was not
+/// there while it restarted), not because of the integration: the worker waits for the
+/// supervisor's replacement and re-runs the phase instead of failing the run.
+const ACTOR_DOWN_CODES: [&str; 3] = [
+    "CHAIN_ACTOR_DOWN",
+    "OPENROUTER_ACTOR_DOWN",
+    "POOL_ACTOR_DOWN",
+];
+
+/// How long a worker whose call found an integration actor dead waits for the supervisor to
+/// notice (it clears the actor's slot within milliseconds).
+const ACTOR_DEATH_NOTICE: Duration = Duration::from_secs(2);
+
+/// How long a worker waits for a restarted integration actor (the supervisor's backoff is at
+/// most 800 ms).
+const ACTOR_RESTART_WAIT: Duration = Duration::from_secs(10);
 
 /// What starting (or resuming) a run answered at once; the run goes on in its worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,6 +296,7 @@ impl Actor for RunCoordinator {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::failpoint::check_actor(&myself);
         match message {
             CoordinatorMsg::Start {
                 strategy_id,
@@ -633,7 +693,13 @@ impl Actor for RunWorker {
 
 /// Runs phases until the run is COMPLETE or FAILED. A phase error fails the run in that phase
 /// (`error_failed_state`), so resume re-enters exactly it.
+///
+/// A phase that failed because an integration actor died under it (its supervisor restarts it
+/// within a second) is re-run from the checkpoint once the actor is back, as a resume would, at
+/// most `max_worker_restarts` times per worker: phases are idempotent, and an actor restart is
+/// not the integration's failure.
 async fn drive(context: &RunContext, run_id: &str) -> Option<&'static str> {
+    let mut actor_restarts_ridden: u32 = 0;
     loop {
         let run = match context.store.run(run_id).await {
             Ok(Some(run)) => run,
@@ -693,8 +759,10 @@ async fn drive(context: &RunContext, run_id: &str) -> Option<&'static str> {
                 continue;
             }
         };
+        crate::failpoint::check_lazy(|| format!("worker/{run_id}/{}", run.state.as_str()));
         tracing::info!(phase = run.state.as_str(), "phase started");
         let phase_started = std::time::Instant::now();
+        let actors_before = context.integration_actors();
         let outcome = match run.state {
             RunState::Pending => advance_pending(context, &run).await,
             RunState::Claiming => phases::claim(context, &run, &strategy).await,
@@ -715,6 +783,19 @@ async fn drive(context: &RunContext, run_id: &str) -> Option<&'static str> {
             phase_started.elapsed(),
         );
         if let Err(error) = outcome {
+            // Only when an actor really was replaced: a slow actor (a timeout under the same
+            // code) is not ridden over.
+            let actor_restarted = ACTOR_DOWN_CODES.contains(&error.code.as_str())
+                && context.integration_actor_replaced(&actors_before).await;
+            if actor_restarted
+                && actor_restarts_ridden < context.policy.max_worker_restarts
+                && context.integration_actors_back().await
+            {
+                actor_restarts_ridden += 1;
+                tracing::warn!(phase = run.state.as_str(), code = %error.code, detail = %error.detail,
+                    "an actor the phase called restarted; running the phase again from its checkpoint");
+                continue;
+            }
             tracing::warn!(phase = run.state.as_str(), code = %error.code, detail = %error.detail, "phase failed");
             fail_current(context, run_id, &error.code, &error.detail).await;
         }

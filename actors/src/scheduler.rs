@@ -521,6 +521,7 @@ impl Actor for Scheduler {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::failpoint::check_actor(&myself);
         while state.fires.try_join_next().is_some() {}
         match message {
             SchedulerMsg::Resync => {

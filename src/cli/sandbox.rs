@@ -52,12 +52,14 @@ fn parse_fault_rule(text: &str) -> Result<FaultRule, String> {
 
 /// Variables the sandbox takes from the environment; everything else it sets itself, so a
 /// production `.env` in the working directory can never leak into it.
-const HONOURED: [&str; 5] = [
+const HONOURED: [&str; 6] = [
     "DATABASE_PATH",
     "ADMIN_SOCKET_PATH",
     "PORT",
     "HOST",
     "LOG_LEVEL",
+    // A load test (`scripts/load`) sends everything from one address.
+    "API_RATE_LIMIT_PER_MIN",
 ];
 
 /// The sandbox's own database when DATABASE_PATH is not set: separate from a real daemon's, and

@@ -284,10 +284,11 @@ impl Actor for ChainActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::failpoint::check_actor(&myself);
         // Reap finished tasks so the set does not grow.
         while state.in_flight.try_join_next().is_some() {}
         let context = state.context.clone();

@@ -445,7 +445,10 @@ async fn settle(
                 failures += 1;
                 tracing::debug!(txSig = %signature, error = %error, failures, "status poll failed");
                 if failures >= options.max_rpc_failures.max(1) {
-                    return Err(TxError::from_rpc(error));
+                    // `getBlockHeight` and `getSignatureStatuses` have no answer that is a
+                    // refusal: failing this often, even with a body we cannot read, the RPC
+                    // is failing (`RPC_UNAVAILABLE`, runbook), and the row stays pending.
+                    return Err(TxError::RpcUnavailable(error));
                 }
             }
             Ok((_, Some(status))) if status.is_confirmed() => {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use solana_transaction_status_client_types::{
 };
 
 use crate::http::error_chain;
-use crate::resilience::{Classify, Transience};
+use crate::resilience::{self, Breaker, Classify, ResilienceError, RetryPolicy, Transience};
 use crate::secret::Secret;
 
 /// JSON-RPC server error codes the client treats specially.
@@ -89,14 +90,17 @@ pub enum RpcError {
     /// Anything else the client reported.
     #[error("solana rpc failed: {0}")]
     Other(String),
+    /// Not sent: the solana-rpc breaker is open (or its one half-open probe is in flight).
+    #[error("solana rpc is unavailable (circuit open){}", .last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    Unavailable { last_error: Option<String> },
 }
 
 impl Classify for RpcError {
     fn transience(&self) -> Transience {
         match self {
-            RpcError::Transport { .. } | RpcError::NodeUnhealthy { .. } => {
-                Transience::Transient { retry_after: None }
-            }
+            RpcError::Transport { .. }
+            | RpcError::NodeUnhealthy { .. }
+            | RpcError::Unavailable { .. } => Transience::Transient { retry_after: None },
             // The client already honoured Retry-After on 429 five times; the next attempt of
             // the retry layer backs off further.
             RpcError::Http { status } if *status == 429 || (500..=599).contains(status) => {
@@ -592,6 +596,8 @@ struct StoredTokenDelta {
 pub struct SolanaRpc {
     client: Arc<RpcClient>,
     redactor: Arc<Redactor>,
+    /// The solana-rpc breaker the transaction protocol's round trips count against.
+    breaker: Option<Breaker>,
 }
 
 impl fmt::Debug for SolanaRpc {
@@ -616,11 +622,54 @@ impl SolanaRpc {
                 confirmed(),
             )),
             redactor: Arc::new(Redactor::new(url.expose())),
+            breaker: None,
         }
+    }
+
+    /// Makes the round trips of the exactly-once protocol (`send_raw`, `block_height`,
+    /// `signature_statuses`, `transaction_effects`) go through `breaker`: their transient
+    /// failures count toward opening it and, while it is open, they fail fast with
+    /// [`RpcError::Unavailable`] without contacting the node. They are not retried here: the
+    /// protocol's status polls are its retries. Other methods stay unguarded (callers wrap them
+    /// in `resilience::call` with the same breaker).
+    pub fn with_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Some(breaker);
+        self
     }
 
     fn map(&self, error: ClientError) -> RpcError {
         self.redactor.map(error)
+    }
+
+    /// One attempt through the breaker, when there is one.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = Result<T, RpcError>>,
+    ) -> Result<T, RpcError> {
+        let Some(breaker) = &self.breaker else {
+            return call.await;
+        };
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let mut call = Some(call);
+        let attempt = || {
+            let call = call.take();
+            async move {
+                match call {
+                    Some(call) => call.await,
+                    None => Err(RpcError::Other("attempted twice".to_string())),
+                }
+            }
+        };
+        match resilience::call(&once, breaker, attempt).await {
+            Ok(value) => Ok(value),
+            Err(ResilienceError::Failed(error)) => Err(error),
+            Err(ResilienceError::Unavailable { last_error, .. }) => {
+                Err(RpcError::Unavailable { last_error })
+            }
+        }
     }
 
     /// `getLatestBlockhash` at confirmed: the blockhash and the last block height at which a
@@ -635,10 +684,13 @@ impl SolanaRpc {
     /// `getBlockHeight` at confirmed. A transaction whose `lastValidBlockHeight` is below it and
     /// that has no status (asked after this height) can never land.
     pub async fn block_height(&self) -> Result<u64, RpcError> {
-        self.client
-            .get_block_height_with_commitment(confirmed())
-            .await
-            .map_err(|e| self.map(e))
+        self.guarded(async {
+            self.client
+                .get_block_height_with_commitment(confirmed())
+                .await
+                .map_err(|e| self.map(e))
+        })
+        .await
     }
 
     /// `isBlockhashValid` at processed (the most recent view, as the client's own confirmation
@@ -686,13 +738,16 @@ impl SolanaRpc {
             min_context_slot: None,
         };
         let answer: String = self
-            .client
-            .send(
-                RpcRequest::SendTransaction,
-                json!([BASE64.encode(bytes), config]),
-            )
-            .await
-            .map_err(|e| self.map(e))?;
+            .guarded(async {
+                self.client
+                    .send(
+                        RpcRequest::SendTransaction,
+                        json!([BASE64.encode(bytes), config]),
+                    )
+                    .await
+                    .map_err(|e| self.map(e))
+            })
+            .await?;
         let signature: Signature = answer
             .parse()
             .map_err(|_| RpcError::Decode("sendTransaction returned no signature".to_string()))?;
@@ -710,10 +765,13 @@ impl SolanaRpc {
         signatures: &[Signature],
     ) -> Result<Vec<Option<SignatureStatus>>, RpcError> {
         let statuses = self
-            .client
-            .get_signature_statuses_with_history(signatures)
-            .await
-            .map_err(|e| self.map(e))?
+            .guarded(async {
+                self.client
+                    .get_signature_statuses_with_history(signatures)
+                    .await
+                    .map_err(|e| self.map(e))
+            })
+            .await?
             .value;
         if statuses.len() != signatures.len() {
             return Err(RpcError::Decode(format!(
@@ -751,13 +809,16 @@ impl SolanaRpc {
             max_supported_transaction_version: Some(0),
         };
         let confirmed: Option<EncodedConfirmedTransactionWithStatusMeta> = self
-            .client
-            .send(
-                RpcRequest::GetTransaction,
-                json!([signature.to_string(), config]),
-            )
-            .await
-            .map_err(|e| self.map(e))?;
+            .guarded(async {
+                self.client
+                    .send(
+                        RpcRequest::GetTransaction,
+                        json!([signature.to_string(), config]),
+                    )
+                    .await
+                    .map_err(|e| self.map(e))
+            })
+            .await?;
         confirmed
             .map(|confirmed| TxEffects::from_confirmed(signature, owner, &confirmed))
             .transpose()

@@ -176,10 +176,11 @@ impl Actor for OpenRouterActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::failpoint::check_actor(&myself);
         // Forget finished tasks so the set stays the size of what is in flight.
         while state.in_flight.try_join_next().is_some() {}
         let context = state.context.clone();
