@@ -258,6 +258,44 @@ impl DatabaseLock {
     }
 }
 
+/// Open files below which the daemon warns at start: HTTP connections and the integrations'
+/// sockets share the one limit.
+const OPEN_FILES_WANTED: u64 = 4_096;
+
+/// Raises the soft open-files limit to the hard one (as Go's runtime does) and returns it. Every
+/// HTTP connection holds a descriptor; at the common soft default of 1,024, a burst of clients
+/// would exhaust them and the daemon's own calls to Bags, Solana and OpenRouter would then fail
+/// with EMFILE (a load test showed a run failing that way).
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        // An unlimited hard limit cannot be the soft one for files (Linux caps it at
+        // fs.nr_open, 1,048,576 by default).
+        let wanted = if limit.rlim_max == libc::RLIM_INFINITY {
+            1 << 20
+        } else {
+            limit.rlim_max
+        };
+        if limit.rlim_cur < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
 /// Asks a running daemon to shut down; cheap to clone into a signal handler.
 #[derive(Clone)]
 pub struct ShutdownTrigger(watch::Sender<bool>);
@@ -292,6 +330,7 @@ async fn start_after_socket(
         tracing::warn!(failpoints = %failpoints.join(","), "test-only failpoints armed from {}",
             creditbrain_actors::failpoint::ENV_VAR);
     }
+    let open_files = raise_open_files_limit();
     let database_lock = DatabaseLock::acquire(&config.database_path)?;
     let store = Store::open(&config.database_path).await?;
     tracing::info!(path = %config.database_path.display(), "database ready");
@@ -574,7 +613,14 @@ async fn start_after_socket(
     };
     let admin_task = tokio::spawn(admin_socket.serve(handle.clone(), frontends_stopping));
     let (stop_requested, _) = watch::channel(false);
-    tracing::info!(address = %http_addr, socket = %config.admin_socket_path.display(), "creditbrain listening");
+    tracing::info!(address = %http_addr, socket = %config.admin_socket_path.display(), openFiles = open_files, "creditbrain listening");
+    if open_files < OPEN_FILES_WANTED {
+        tracing::warn!(
+            openFiles = open_files,
+            "the open-files limit is low: each HTTP connection holds a descriptor, and once they \
+             run out the calls to Bags, Solana and OpenRouter fail too; raise it (LimitNOFILE=)"
+        );
+    }
 
     Ok(RunningDaemon {
         http_addr,

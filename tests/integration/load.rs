@@ -127,3 +127,76 @@ async fn api_reads_that_exhaust_their_pool_do_not_stall_a_run() {
     reader.close().await;
     world.stop().await;
 }
+
+/// Every HTTP connection holds a descriptor, and the integrations' sockets share the limit: at a
+/// soft limit of 1,024, 1,200 clients made the daemon's own calls to Bags fail with EMFILE. The
+/// daemon raises its soft limit to the hard one at start and logs it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_raises_its_open_files_limit_to_the_hard_limit() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit on a struct we own.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let hard = limit.rlim_max;
+    let low = hard.min(256);
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_creditbrain"));
+    command
+        .args(["sandbox", "--holders", "5"])
+        .env_clear()
+        .env("DATABASE_PATH", dir.path().join("sandbox.db"))
+        .env("ADMIN_SOCKET_PATH", dir.path().join("sandbox.sock"))
+        .env("PORT", "0")
+        .env("LOG_LEVEL", "info")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: only setrlimit (async-signal-safe) between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let soft = libc::rlimit {
+                rlim_cur: low,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &soft) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let listening = tokio::task::spawn_blocking(move || {
+        stderr
+            .lines()
+            .map_while(Result::ok)
+            .find(|line| line.contains("creditbrain listening"))
+    });
+    let line = tokio::time::timeout(Duration::from_secs(30), listening)
+        .await
+        .expect("the sandbox starts")
+        .unwrap()
+        .expect("a listening line");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let expected = if hard == libc::RLIM_INFINITY {
+        1 << 20
+    } else {
+        hard
+    };
+    assert_eq!(logged["openFiles"], expected, "{line}");
+}
