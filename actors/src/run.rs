@@ -47,6 +47,9 @@ pub struct RunPolicy {
     pub lease_ttl: Duration,
     /// Restarts of one run's worker after panics before the run is failed.
     pub max_worker_restarts: u32,
+    /// Allocations PROVISIONING applies at once (at least 1): the OpenRouterActor's concurrency,
+    /// so each of its permits has a request to carry.
+    pub provision_concurrency: usize,
 }
 
 /// What a worker needs: the store, the integration actors' slots and the vault.

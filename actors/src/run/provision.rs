@@ -1,4 +1,4 @@
-//! PROVISIONING, one allocation at a time, exactly once (DESIGN §4): the absolute target limit is
+//! PROVISIONING, each allocation exactly once (DESIGN §4): the absolute target limit is
 //! stored before OpenRouter is called, so a retry sends the same value; a holder without a key
 //! gets one with a deterministic name, and a key of that name left by a crash is adopted rather
 //! than duplicated; a new key's one-time plaintext is sealed in the vault before it is stored.
@@ -10,7 +10,9 @@
 //! key creates nothing (the row is marked `skipped`). A key from allowance mode topped up in
 //! credits mode stops resetting, and its limit becomes its all-time usage plus the grant.
 //!
-//! Each allocation is applied in a task of its own ([`apply_once`]) under a per-allocation lock:
+//! Allocations are applied several at a time (the phase keeps `RunPolicy::provision_concurrency`
+//! in flight, so OpenRouter latency is paid once per batch, not once per holder). Each is applied
+//! in a task of its own ([`apply_once`]) under a per-allocation lock:
 //! a worker killed in the middle of an OpenRouter call does not cancel the call (it runs in the
 //! OpenRouterActor), so the task goes on to record what OpenRouter answered, and the restarted
 //! worker waits for it before it looks at that allocation again. Without this, a creation still
@@ -29,8 +31,10 @@ use super::phases::{PhaseError, audit};
 use crate::openrouter::{
     CreateKey, Key, KeyUpdate, LimitReset as OpenRouterReset, actor as openrouter,
 };
-use crate::store::allocations::Allocation;
-use crate::store::keys::NewUserKey;
+use crate::store::StoreError;
+use crate::store::allocations::{Allocation, mark_allocation_applied_on};
+use crate::store::audit::{AuditEntry, append_audit};
+use crate::store::keys::{NewUserKey, insert_user_key_on};
 use crate::store::runs::{Run, RunState};
 use crate::store::strategies::StoredStrategy;
 use crate::strategy::LimitReset;
@@ -165,6 +169,26 @@ impl OrphanIndex {
 /// The orphan index of one provisioning pass, shared with its application tasks.
 pub(super) type SharedOrphans = Arc<Mutex<OrphanIndex>>;
 
+/// One application's view of the shared orphan index. The index is locked only for a lookup
+/// (listing it first if need be), not for the whole application, so applications run side by
+/// side: a key another application is creating meanwhile has another holder's name, and this
+/// allocation's own earlier application is covered by `previous_finished`.
+pub(super) struct OrphanLookup {
+    index: SharedOrphans,
+    /// When the last earlier application of this allocation finished, if one did.
+    previous_finished: Option<Instant>,
+}
+
+impl OrphanLookup {
+    async fn find(&self, context: &RunContext, name: &str) -> Result<Option<Key>, PhaseError> {
+        let mut index = self.index.lock().await;
+        if let Some(at) = self.previous_finished {
+            index.forget_if_older_than(at);
+        }
+        index.find(context, name).await
+    }
+}
+
 /// One lock per (run, allocation), process-wide. It holds when its last holder finished: a
 /// holder that finished after the orphan index was listed may have created a key the list lacks.
 type AllocationLock = Arc<Mutex<Option<Instant>>>;
@@ -203,15 +227,14 @@ pub(super) enum Attempt {
 /// applies it if still open and records a failure on the row. `Err` only when the store fails.
 /// `allowance` is the mode the run allocated in (`Some`: the rows are absolute allowances).
 pub(super) async fn apply_once(
-    context: &RunContext,
-    run: &Run,
-    strategy: &StoredStrategy,
+    context: RunContext,
+    run: Arc<Run>,
+    strategy: Arc<StoredStrategy>,
     allocation_id: i64,
     orphans: SharedOrphans,
     allowance: Option<LimitReset>,
 ) -> Result<Attempt, PhaseError> {
     let lock = allocation_lock(&run.run_id, allocation_id);
-    let (context, run, strategy) = (context.clone(), run.clone(), strategy.clone());
     let task = tokio::spawn(async move {
         let mut finished = lock.lock_owned().await;
         let outcome = apply_locked(
@@ -253,11 +276,11 @@ async fn apply_locked(
     if !allocation.status.is_open() {
         return Ok(Attempt::AlreadyApplied);
     }
-    let mut orphans = orphans.lock().await;
-    if let Some(at) = previous_finished {
-        orphans.forget_if_older_than(at);
-    }
-    match apply(context, run, strategy, &allocation, &mut orphans, allowance).await {
+    let orphans = OrphanLookup {
+        index: orphans.clone(),
+        previous_finished,
+    };
+    match apply(context, run, strategy, &allocation, &orphans, allowance).await {
         Ok(applied) => Ok(Attempt::Applied(applied)),
         Err(error) => {
             context
@@ -299,7 +322,7 @@ pub(super) async fn apply(
     run: &Run,
     strategy: &StoredStrategy,
     allocation: &Allocation,
-    orphans: &mut OrphanIndex,
+    orphans: &OrphanLookup,
     allowance: Option<LimitReset>,
 ) -> Result<Applied, PhaseError> {
     let spec = &strategy.spec;
@@ -365,19 +388,18 @@ pub(super) async fn apply(
         if key.limit_reset.as_deref() != allowance.map(|reset| reset.as_str()) {
             store.set_key_limit_reset(&hash, allowance).await?;
         }
-        store
-            .mark_allocation_applied(allocation.id, Some(&hash))
-            .await?;
         let action = match (finishes_creation, allowance) {
             (true, _) => "key_created",
             (false, None) => "key_topped_up",
             (false, Some(_)) if target.target_limit_micro_usd == 0 => "allowance_ended",
             (false, Some(_)) => "allowance_set",
         };
-        audit(
+        record_applied(
             context,
             run,
-            RunState::Provisioning,
+            allocation.id,
+            &hash,
+            None,
             action,
             json!({
                 "wallet": wallet,
@@ -455,10 +477,7 @@ pub(super) async fn apply(
         )
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
-        store
-            .mark_allocation_applied(allocation.id, Some(&orphan.hash))
-            .await?;
-        audit(context, run, RunState::Provisioning, "key_adopted", json!({
+        record_applied(context, run, allocation.id, &orphan.hash, None, "key_adopted", json!({
             "wallet": wallet,
             "keyHash": orphan.hash,
             "limitMicroUsd": target.target_limit_micro_usd,
@@ -485,25 +504,22 @@ pub(super) async fn apply(
         .vault
         .encrypt(&created.plaintext, &created.key.hash)
         .map_err(|error| PhaseError::new("KEY_VAULT_ERROR", error.to_string()))?;
-    store
-        .insert_user_key(&NewUserKey {
-            key_hash: created.key.hash.clone(),
-            strategy_id: run.strategy_id.clone(),
-            holder_wallet: wallet.clone(),
-            name,
-            limit_micro_usd: target.target_limit_micro_usd,
-            limit_reset: allowance.map(|reset| reset.as_str().to_string()),
-            encrypted: Some(sealed.into_parts()),
-            expires_at,
-        })
-        .await?;
-    store
-        .mark_allocation_applied(allocation.id, Some(&created.key.hash))
-        .await?;
-    audit(
+    let new_key = NewUserKey {
+        key_hash: created.key.hash.clone(),
+        strategy_id: run.strategy_id.clone(),
+        holder_wallet: wallet.clone(),
+        name,
+        limit_micro_usd: target.target_limit_micro_usd,
+        limit_reset: allowance.map(|reset| reset.as_str().to_string()),
+        encrypted: Some(sealed.into_parts()),
+        expires_at,
+    };
+    record_applied(
         context,
         run,
-        RunState::Provisioning,
+        allocation.id,
+        &created.key.hash,
+        Some(&new_key),
         "key_created",
         json!({
             "wallet": wallet,
@@ -514,4 +530,37 @@ pub(super) async fn apply(
     )
     .await?;
     Ok(Applied::Created)
+}
+
+/// Records what an application did in one transaction: the key it created (if `new_key`), the
+/// allocation applied with the key's limit (`mark_allocation_applied_on`), and the audit entry.
+/// One durable commit (an fsync under synchronous=FULL) instead of three: SQLite has one writer,
+/// so commits per allocation bound PROVISIONING however many run at once. All or nothing, too:
+/// a crash leaves the created key unrecorded (adopted by name on resume), never half-recorded.
+async fn record_applied(
+    context: &RunContext,
+    run: &Run,
+    allocation_id: i64,
+    key_hash: &str,
+    new_key: Option<&NewUserKey>,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), PhaseError> {
+    let mut tx = context.store.begin_write().await?;
+    if let Some(new_key) = new_key {
+        insert_user_key_on(&mut tx, new_key).await?;
+    }
+    mark_allocation_applied_on(&mut tx, allocation_id, Some(key_hash)).await?;
+    append_audit(
+        &mut *tx,
+        &AuditEntry::new(action)
+            .run(&run.run_id)
+            .strategy(&run.strategy_id)
+            .phase(RunState::Provisioning.as_str())
+            .actor("worker")
+            .details(details),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
 }
