@@ -16,6 +16,30 @@ const KEYS_PAGE: u64 = 100;
 
 const LIST_ROUTE: &str = "GET /api/v1/keys";
 
+/// Durable commits PROVISIONING makes per key: the target before the OpenRouter call, then the
+/// key, the applied allocation and the audit entry in one transaction.
+const COMMITS_PER_KEY: f64 = 2.0;
+
+/// The median time of one durable commit through the daemon's own store (an audit row).
+async fn commit_latency(dir: &std::path::Path) -> Duration {
+    use creditbrain_actors::store::Store;
+    use creditbrain_actors::store::audit::AuditEntry;
+    let store = Store::open(&dir.join("probe.db")).await.expect("store");
+    let mut samples = Vec::new();
+    for index in 0..220 {
+        let started = Instant::now();
+        store
+            .append_audit(&AuditEntry::new("bench_probe"))
+            .await
+            .expect("audit row");
+        if index >= 20 {
+            samples.push(started.elapsed());
+        }
+    }
+    store.close().await;
+    crate::harness::Timing::from_samples(samples).median
+}
+
 pub async fn run() {
     let holders: usize = crate::env_or("BENCH_PROVISION_HOLDERS", 10_000);
     let concurrencies: Vec<usize> = std::env::var("BENCH_PROVISION_CONCURRENCY")
@@ -23,13 +47,15 @@ pub async fn run() {
         .split(',')
         .filter_map(|c| c.trim().parse().ok())
         .collect();
-    let fsync = {
+    let (fsync, commit) = {
         let dir = tempfile::tempdir().expect("temp dir");
-        fsync_latency(dir.path())
+        (fsync_latency(dir.path()), commit_latency(dir.path()).await)
     };
     detail(format!(
-        "fsync of a 4 KiB write on the database's filesystem: {:.3} ms (median of 200)",
-        millis(fsync)
+        "fsync of a 4 KiB write on the database's filesystem: {:.3} ms; one durable SQLite \
+         commit (the daemon's store, WAL, synchronous=FULL): {:.3} ms (medians of 200)",
+        millis(fsync),
+        millis(commit)
     ));
     for (index, concurrency) in concurrencies.iter().copied().enumerate() {
         let bench = BenchDaemon::start(Setup {
@@ -73,6 +99,17 @@ pub async fn run() {
             &format!(
                 "N·L/C = {keys} × {LATENCY_MS} ms / {concurrency}{default_note}; {:.0} keys/s",
                 keys as f64 / secs(provisioning)
+            ),
+        );
+        let database = keys as f64 * COMMITS_PER_KEY * secs(commit);
+        figure(
+            &format!("provisioning_{keys}_holders_c{concurrency}_vs_both_bounds"),
+            secs(provisioning),
+            database.max(bound),
+            "s",
+            &format!(
+                "max(N·L/C {bound:.2} s, N × {COMMITS_PER_KEY} durable commits {database:.2} s): \
+                 SQLite has one writer"
             ),
         );
         detail(format!("run phases: {}", trace.phases()));

@@ -884,7 +884,7 @@ pub(super) async fn provision(
         vec![pending.iter().collect()]
     };
     let mut outcome = provision::Tally::default();
-    let orphans = provision::SharedOrphans::default();
+    let shared = provision::SharedPass::default();
     let mut held_back = 0;
     // Up to `provision_concurrency` allocations in flight: each waits on OpenRouter most of its
     // time, and the OpenRouterActor caps what really goes out. A pass ends when all of its
@@ -908,7 +908,7 @@ pub(super) async fn provision(
                     shared_run.clone(),
                     shared_strategy.clone(),
                     allocation.id,
-                    orphans.clone(),
+                    shared.clone(),
                     allowance,
                 ));
             }

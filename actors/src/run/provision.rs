@@ -1,7 +1,8 @@
-//! PROVISIONING, each allocation exactly once (DESIGN §4): the absolute target limit is
+//! PROVISIONING, each allocation exactly once (DESIGN §4): a top-up's absolute target limit is
 //! stored before OpenRouter is called, so a retry sends the same value; a holder without a key
 //! gets one with a deterministic name, and a key of that name left by a crash is adopted rather
-//! than duplicated; a new key's one-time plaintext is sealed in the vault before it is stored.
+//! than duplicated (a creation is never repeated, so its target is stored with the key); a new
+//! key's one-time plaintext is sealed in the vault before it is stored.
 //!
 //! The target depends on the mode the run allocated in (`store::allowance::AllocationRecord`):
 //! credits grants are added to the key's current limit (capped by `MAX_KEY_LIMIT`); allowances
@@ -32,7 +33,7 @@ use crate::openrouter::{
     CreateKey, Key, KeyUpdate, LimitReset as OpenRouterReset, actor as openrouter,
 };
 use crate::store::StoreError;
-use crate::store::allocations::{Allocation, mark_allocation_applied_on};
+use crate::store::allocations::{Allocation, mark_allocation_applied_on, set_allocation_target_on};
 use crate::store::audit::{AuditEntry, append_audit};
 use crate::store::keys::{NewUserKey, insert_user_key_on};
 use crate::store::runs::{Run, RunState};
@@ -166,26 +167,47 @@ impl OrphanIndex {
     }
 }
 
-/// The orphan index of one provisioning pass, shared with its application tasks.
-pub(super) type SharedOrphans = Arc<Mutex<OrphanIndex>>;
+/// What the applications of one provisioning pass share.
+#[derive(Default)]
+pub(super) struct PassState {
+    /// The orphan index, locked only for a lookup (listing it first if need be), not for a whole
+    /// application, so applications run side by side: a key another application is creating
+    /// meanwhile has another holder's name, and this allocation's own earlier application is
+    /// covered by `Pass::previous_finished`.
+    orphans: Mutex<OrphanIndex>,
+    /// Taken around each write. SQLite has one writer: concurrent writers that find the lock
+    /// taken sleep in its busy handler (1, 2, 5, 10 ms …) while the lock may already be free,
+    /// and the pass would wait on those sleeps. Queued here instead, in order, each write
+    /// starts the moment the previous one commits. Never held across an OpenRouter call.
+    writes: Mutex<()>,
+}
 
-/// One application's view of the shared orphan index. The index is locked only for a lookup
-/// (listing it first if need be), not for the whole application, so applications run side by
-/// side: a key another application is creating meanwhile has another holder's name, and this
-/// allocation's own earlier application is covered by `previous_finished`.
-pub(super) struct OrphanLookup {
-    index: SharedOrphans,
+/// The pass state, shared with its application tasks.
+pub(super) type SharedPass = Arc<PassState>;
+
+/// One application's view of its pass.
+pub(super) struct Pass {
+    shared: SharedPass,
     /// When the last earlier application of this allocation finished, if one did.
     previous_finished: Option<Instant>,
 }
 
-impl OrphanLookup {
-    async fn find(&self, context: &RunContext, name: &str) -> Result<Option<Key>, PhaseError> {
-        let mut index = self.index.lock().await;
+impl Pass {
+    async fn find_orphan(
+        &self,
+        context: &RunContext,
+        name: &str,
+    ) -> Result<Option<Key>, PhaseError> {
+        let mut index = self.shared.orphans.lock().await;
         if let Some(at) = self.previous_finished {
             index.forget_if_older_than(at);
         }
         index.find(context, name).await
+    }
+
+    /// Waits for the pass's turn to write (see [`PassState::writes`]).
+    async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.shared.writes.lock().await
     }
 }
 
@@ -231,7 +253,7 @@ pub(super) async fn apply_once(
     run: Arc<Run>,
     strategy: Arc<StoredStrategy>,
     allocation_id: i64,
-    orphans: SharedOrphans,
+    pass: SharedPass,
     allowance: Option<LimitReset>,
 ) -> Result<Attempt, PhaseError> {
     let lock = allocation_lock(&run.run_id, allocation_id);
@@ -242,7 +264,7 @@ pub(super) async fn apply_once(
             &run,
             &strategy,
             allocation_id,
-            &orphans,
+            pass,
             *finished,
             allowance,
         )
@@ -263,7 +285,7 @@ async fn apply_locked(
     run: &Run,
     strategy: &StoredStrategy,
     allocation_id: i64,
-    orphans: &SharedOrphans,
+    pass: SharedPass,
     previous_finished: Option<Instant>,
     allowance: Option<LimitReset>,
 ) -> Result<Attempt, PhaseError> {
@@ -276,13 +298,14 @@ async fn apply_locked(
     if !allocation.status.is_open() {
         return Ok(Attempt::AlreadyApplied);
     }
-    let orphans = OrphanLookup {
-        index: orphans.clone(),
+    let pass = Pass {
+        shared: pass,
         previous_finished,
     };
-    match apply(context, run, strategy, &allocation, &orphans, allowance).await {
+    match apply(context, run, strategy, &allocation, &pass, allowance).await {
         Ok(applied) => Ok(Attempt::Applied(applied)),
         Err(error) => {
+            let _writing = pass.writing().await;
             context
                 .store
                 .mark_allocation_failed(allocation.id, &format!("{}: {}", error.code, error.detail))
@@ -322,7 +345,7 @@ pub(super) async fn apply(
     run: &Run,
     strategy: &StoredStrategy,
     allocation: &Allocation,
-    orphans: &OrphanLookup,
+    pass: &Pass,
     allowance: Option<LimitReset>,
 ) -> Result<Applied, PhaseError> {
     let spec = &strategy.spec;
@@ -359,12 +382,15 @@ pub(super) async fn apply(
                 .saturating_add(allocation.grant_micro_usd)
                 .min(spec.max_key_limit_micro_usd),
         };
-        let target = store
-            .set_allocation_target(allocation.id, wanted, Some(&key.key_hash))
-            .await?
-            .ok_or_else(|| {
-                PhaseError::new("DB_ERROR", format!("allocation {} vanished", allocation.id))
-            })?;
+        let target = {
+            let _writing = pass.writing().await;
+            store
+                .set_allocation_target(allocation.id, wanted, Some(&key.key_hash))
+                .await?
+        }
+        .ok_or_else(|| {
+            PhaseError::new("DB_ERROR", format!("allocation {} vanished", allocation.id))
+        })?;
         let hash = target.key_hash.clone().unwrap_or(key.key_hash.clone());
         openrouter::update_key(
             &actor,
@@ -386,6 +412,7 @@ pub(super) async fn apply(
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
         if key.limit_reset.as_deref() != allowance.map(|reset| reset.as_str()) {
+            let _writing = pass.writing().await;
             store.set_key_limit_reset(&hash, allowance).await?;
         }
         let action = match (finishes_creation, allowance) {
@@ -396,12 +423,14 @@ pub(super) async fn apply(
         };
         record_applied(
             context,
+            pass,
             run,
-            allocation.id,
-            &hash,
-            None,
-            action,
-            json!({
+            Recorded {
+                allocation_id: allocation.id,
+                key_hash: &hash,
+                new_key: None,
+                action,
+                details: json!({
                 "wallet": wallet,
                 "keyHash": hash,
                 "grantMicroUsd": allocation.grant_micro_usd,
@@ -409,7 +438,8 @@ pub(super) async fn apply(
                 "limitMicroUsd": target.target_limit_micro_usd,
                 "limitReset": allowance.map(|reset| reset.as_str()),
                 "finishesInterruptedCreation": finishes_creation,
-            }),
+                }),
+            },
         )
         .await?;
         return Ok(if finishes_creation {
@@ -422,6 +452,7 @@ pub(super) async fn apply(
     if allowance.is_some() && allocation.grant_micro_usd == 0 {
         // An allowance ends for a holder whose key is gone since ALLOCATING (revoked, expired):
         // nothing to set, and no $0 key is created.
+        let _writing = pass.writing().await;
         store
             .mark_allocation_skipped(
                 allocation.id,
@@ -438,21 +469,29 @@ pub(super) async fn apply(
         .await?;
         return Ok(Applied::Skipped);
     }
-    let wanted = allocation.grant_micro_usd.min(spec.max_key_limit_micro_usd);
-    let target = store
-        .set_allocation_target(allocation.id, wanted, None)
-        .await?
-        .ok_or_else(|| {
-            PhaseError::new("DB_ERROR", format!("allocation {} vanished", allocation.id))
-        })?;
+    // A new key's limit: a target an earlier attempt stored wins (the row was read under the
+    // allocation lock). Nothing is stored before the creation: a retry does not repeat a
+    // creation but adopts the key by name (below), storing its target first, and sets the limit
+    // absolutely; so the target is stored with the key in `record_applied`, one commit in all.
+    let target = allocation
+        .target_limit_micro_usd
+        .unwrap_or_else(|| allocation.grant_micro_usd.min(spec.max_key_limit_micro_usd));
     let name = key_name(&run.strategy_id, wallet);
     let expires_at = (spec.key_expiry_days > 0)
         .then(|| Utc::now() + chrono::Duration::days(i64::from(spec.key_expiry_days)));
 
-    if let Some(orphan) = orphans.find(context, &name).await? {
+    if let Some(orphan) = pass.find_orphan(context, &name).await? {
         // Created by an attempt that crashed before recording it. Its plaintext is gone (OpenRouter
         // shows it once), so the holder obtains it through a signed rotation; the key itself and
-        // its limit are ours to set.
+        // its limit are ours to set. The target is stored before the key: an adoption cut off
+        // after recording the key is finished by the top-up path, which needs it.
+        let _writing = pass.writing().await;
+        let target = store
+            .set_allocation_target(allocation.id, target, None)
+            .await?
+            .ok_or_else(|| {
+                PhaseError::new("DB_ERROR", format!("allocation {} vanished", allocation.id))
+            })?;
         store
             .insert_user_key(&NewUserKey {
                 key_hash: orphan.hash.clone(),
@@ -465,6 +504,7 @@ pub(super) async fn apply(
                 expires_at: orphan.expires_at,
             })
             .await?;
+        drop(_writing);
         openrouter::update_key(
             &actor,
             orphan.hash.clone(),
@@ -477,12 +517,18 @@ pub(super) async fn apply(
         )
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
-        record_applied(context, run, allocation.id, &orphan.hash, None, "key_adopted", json!({
-            "wallet": wallet,
-            "keyHash": orphan.hash,
-            "limitMicroUsd": target.target_limit_micro_usd,
-            "reason": "a key with this holder's name existed on OpenRouter but not in the ledger",
-        }))
+        record_applied(context, pass, run, Recorded {
+            allocation_id: allocation.id,
+            key_hash: &orphan.hash,
+            new_key: None,
+            action: "key_adopted",
+            details: json!({
+                "wallet": wallet,
+                "keyHash": orphan.hash,
+                "limitMicroUsd": target.target_limit_micro_usd,
+                "reason": "a key with this holder's name existed on OpenRouter but not in the ledger",
+            }),
+        })
         .await?;
         return Ok(Applied::Adopted);
     }
@@ -491,7 +537,7 @@ pub(super) async fn apply(
         &actor,
         CreateKey {
             name: name.clone(),
-            limit_micro_usd: Some(target.target_limit_micro_usd),
+            limit_micro_usd: Some(target),
             limit_reset: openrouter_reset(allowance),
             expires_at,
             include_byok_in_limit: None,
@@ -509,45 +555,66 @@ pub(super) async fn apply(
         strategy_id: run.strategy_id.clone(),
         holder_wallet: wallet.clone(),
         name,
-        limit_micro_usd: target.target_limit_micro_usd,
+        limit_micro_usd: target,
         limit_reset: allowance.map(|reset| reset.as_str().to_string()),
         encrypted: Some(sealed.into_parts()),
         expires_at,
     };
     record_applied(
         context,
+        pass,
         run,
-        allocation.id,
-        &created.key.hash,
-        Some(&new_key),
-        "key_created",
-        json!({
-            "wallet": wallet,
-            "keyHash": created.key.hash,
-            "limitMicroUsd": target.target_limit_micro_usd,
-            "expiresAt": expires_at.map(|at| at.to_rfc3339()),
-        }),
+        Recorded {
+            allocation_id: allocation.id,
+            key_hash: &created.key.hash,
+            new_key: Some((&new_key, target)),
+            action: "key_created",
+            details: json!({
+                "wallet": wallet,
+                "keyHash": created.key.hash,
+                "limitMicroUsd": target,
+                "expiresAt": expires_at.map(|at| at.to_rfc3339()),
+            }),
+        },
     )
     .await?;
     Ok(Applied::Created)
 }
 
-/// Records what an application did in one transaction: the key it created (if `new_key`), the
-/// allocation applied with the key's limit (`mark_allocation_applied_on`), and the audit entry.
-/// One durable commit (an fsync under synchronous=FULL) instead of three: SQLite has one writer,
-/// so commits per allocation bound PROVISIONING however many run at once. All or nothing, too:
-/// a crash leaves the created key unrecorded (adopted by name on resume), never half-recorded.
+/// What [`record_applied`] records.
+struct Recorded<'a> {
+    allocation_id: i64,
+    /// The key the allocation went to.
+    key_hash: &'a str,
+    /// A key this application created, with the target limit it was created with.
+    new_key: Option<(&'a NewUserKey, i64)>,
+    action: &'a str,
+    details: serde_json::Value,
+}
+
+/// Records what an application did in one transaction: the key it created with its target (if
+/// `new_key`), the allocation applied with the key's limit (`mark_allocation_applied_on`), and
+/// the audit entry. One durable commit (an fsync under synchronous=FULL) instead of three or
+/// four: SQLite has one writer, so commits per allocation bound PROVISIONING however many run at
+/// once. All or nothing, too: a crash leaves a created key unrecorded (adopted by name on
+/// resume), never half-recorded.
 async fn record_applied(
     context: &RunContext,
+    pass: &Pass,
     run: &Run,
-    allocation_id: i64,
-    key_hash: &str,
-    new_key: Option<&NewUserKey>,
-    action: &str,
-    details: serde_json::Value,
+    recorded: Recorded<'_>,
 ) -> Result<(), PhaseError> {
+    let Recorded {
+        allocation_id,
+        key_hash,
+        new_key,
+        action,
+        details,
+    } = recorded;
+    let _writing = pass.writing().await;
     let mut tx = context.store.begin_write().await?;
-    if let Some(new_key) = new_key {
+    if let Some((new_key, target)) = new_key {
+        set_allocation_target_on(&mut tx, allocation_id, target, None).await?;
         insert_user_key_on(&mut tx, new_key).await?;
     }
     mark_allocation_applied_on(&mut tx, allocation_id, Some(key_hash)).await?;
