@@ -428,7 +428,7 @@ async fn start_after_socket(
                 instance_id: uuid::Uuid::new_v4().to_string(),
                 lease_ttl: RUN_LEASE_TTL,
                 max_worker_restarts: 3,
-                provision_concurrency: config.openrouter_max_concurrency,
+                provision_concurrency: 2 * config.openrouter_max_concurrency.max(1),
             },
         };
         ChildSpec::new("coordinator", coordinator_slot.clone(), move || {

@@ -50,7 +50,7 @@ pub struct BenchDaemon {
     _dir: tempfile::TempDir,
 }
 
-/// Every state a run passed through and when (polled every 2 ms), with its final row.
+/// Every state a run passed through and when (polled every 10 ms), with its final row.
 pub struct RunTrace {
     pub run: Run,
     /// (state, first seen at, since the start request).
@@ -163,6 +163,41 @@ impl BenchDaemon {
         });
     }
 
+    /// The latency a fake really delivers with its latency rule: the median of 50 sequential
+    /// cheap requests (`GET /credits` for OpenRouter, an empty DAS page for Helius) from a plain
+    /// client, so loopback, the fake's handler and the timer's rounding are in it.
+    pub async fn delivered_latency(&self, fake: &str) -> Duration {
+        let http = reqwest::Client::new();
+        let request = || match fake {
+            "openrouter" => http
+                .get(format!("{}/api/v1/credits", self.sandbox.openrouter_url))
+                .bearer_auth(&self.sandbox.openrouter_management_key),
+            "helius" => http
+                .post(self.sandbox.daemon_vars()["HELIUS_RPC_URL"].clone())
+                .json(&serde_json::json!({
+                    "jsonrpc": "2.0", "id": 1, "method": "getTokenAccounts",
+                    "params": {"mint": solana_sdk::pubkey::Pubkey::new_unique().to_string(),
+                               "limit": 1000},
+                })),
+            other => panic!("no latency probe for {other}"),
+        };
+        let mut samples = Vec::new();
+        for index in 0..55 {
+            let started = Instant::now();
+            let response = request().send().await.expect("probe request");
+            assert!(
+                response.status().is_success(),
+                "probe answered {}",
+                response.status()
+            );
+            response.bytes().await.expect("probe body");
+            if index >= 5 {
+                samples.push(started.elapsed());
+            }
+        }
+        crate::harness::Timing::from_samples(samples).median
+    }
+
     /// Requests each fake has answered so far, by route.
     pub fn requests(&self, fake: &str) -> BTreeMap<String, u64> {
         self.sandbox
@@ -210,7 +245,8 @@ impl BenchDaemon {
                 started_at.elapsed() < Duration::from_secs(900),
                 "run did not end within 15 minutes"
             );
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // Often enough for phase times to ±10 ms, rarely enough not to load the store.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -42,9 +42,12 @@ pub async fn run() {
 
     for latency in [0, PAGE_LATENCY_MS] {
         bench.sandbox.faults.clear(Some("helius"));
-        if latency > 0 {
+        let delivered = if latency > 0 {
             bench.latency("helius", Some(ROUTE), latency);
-        }
+            Some(bench.delivered_latency("helius").await)
+        } else {
+            None
+        };
         let mut samples = Vec::new();
         let mut snapshot = None;
         for _ in 0..runs {
@@ -66,13 +69,23 @@ pub async fn run() {
             snapshot.token_accounts,
             snapshot.holders.len()
         );
-        if latency > 0 {
+        if let Some(delivered) = delivered {
             figure(
                 &format!("snapshot_{holders}_holders_raw_client_{latency}ms"),
                 secs(timing.median),
                 pages as f64 * latency as f64 / 1_000.0,
                 "s",
                 &format!("pages × L = {pages} × {latency} ms; {note}"),
+            );
+            figure(
+                &format!("snapshot_{holders}_holders_raw_client_{latency}ms_vs_delivered"),
+                secs(timing.median),
+                pages as f64 * secs(delivered),
+                "s",
+                &format!(
+                    "pages × L' with L' = {:.2} ms, an empty page as the fake delivers it",
+                    millis(delivered)
+                ),
             );
         } else {
             value(

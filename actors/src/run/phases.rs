@@ -27,7 +27,7 @@ use crate::store::transactions::TxPhase;
 use crate::strategy::{DistributionMode, FeeSource};
 
 /// Why a phase stopped; the run is failed with `code` and `detail`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PhaseError {
     pub code: String,
     pub detail: String,

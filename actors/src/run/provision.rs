@@ -25,19 +25,21 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 use super::RunContext;
 use super::phases::{PhaseError, audit};
 use crate::openrouter::{
     CreateKey, Key, KeyUpdate, LimitReset as OpenRouterReset, actor as openrouter,
 };
-use crate::store::StoreError;
-use crate::store::allocations::{Allocation, mark_allocation_applied_on, set_allocation_target_on};
+use crate::store::allocations::{
+    Allocation, AllocationTarget, mark_allocation_applied_on, set_allocation_target_on,
+};
 use crate::store::audit::{AuditEntry, append_audit};
 use crate::store::keys::{NewUserKey, insert_user_key_on};
 use crate::store::runs::{Run, RunState};
 use crate::store::strategies::StoredStrategy;
+use crate::store::{Store, StoreError};
 use crate::strategy::LimitReset;
 
 /// What applying one allocation did.
@@ -180,6 +182,40 @@ pub(super) struct PassState {
     /// and the pass would wait on those sleeps. Queued here instead, in order, each write
     /// starts the moment the previous one commits. Never held across an OpenRouter call.
     writes: Mutex<()>,
+    /// The frequent writes (targets, records of applications) waiting for the writer: whoever
+    /// takes `writes` next commits all of them in one transaction (group commit), so one fsync
+    /// serves every application that wrote meanwhile instead of one each.
+    queued: StdMutex<Vec<Queued>>,
+}
+
+/// A frequent write of one application, committed with whatever else is queued (see
+/// [`PassState::queued`]) and answered only once that commit is durable.
+enum Write {
+    /// A top-up's target, stored before the OpenRouter call (`set_allocation_target`).
+    Target {
+        allocation_id: i64,
+        target: i64,
+        key_hash: String,
+    },
+    /// What an application did (see [`record_applied`]).
+    Applied {
+        allocation_id: i64,
+        key_hash: String,
+        /// A key the application created, with the target it was created with.
+        new_key: Option<Box<(NewUserKey, i64)>>,
+        audit: Box<AuditEntry>,
+    },
+}
+
+enum Written {
+    /// The stored target; `None` when the row is gone or no longer open.
+    Target(Option<AllocationTarget>),
+    Applied,
+}
+
+struct Queued {
+    write: Write,
+    answer: oneshot::Sender<Result<Written, PhaseError>>,
 }
 
 /// The pass state, shared with its application tasks.
@@ -208,6 +244,109 @@ impl Pass {
     /// Waits for the pass's turn to write (see [`PassState::writes`]).
     async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.shared.writes.lock().await
+    }
+
+    /// Queues `write`, and once this task has the writer, commits everything queued (unless an
+    /// earlier holder already committed this write with its own); answers when it is durable.
+    async fn write(&self, context: &RunContext, write: Write) -> Result<Written, PhaseError> {
+        let (answer, answered) = oneshot::channel();
+        lock(&self.shared.queued).push(Queued { write, answer });
+        {
+            let _writing = self.writing().await;
+            let batch = std::mem::take(&mut *lock(&self.shared.queued));
+            if !batch.is_empty() {
+                commit_batch(&context.store, batch).await;
+            }
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(PhaseError::new(
+                "DB_ERROR",
+                "a queued write was abandoned before its commit",
+            ))
+        })
+    }
+}
+
+fn lock<T>(mutex: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Commits `batch` in one transaction, each write in a savepoint of its own so that a failing
+/// write fails alone, and answers every write once the transaction is committed.
+async fn commit_batch(store: &Store, batch: Vec<Queued>) {
+    let mut tx = match store.begin_write().await {
+        Ok(tx) => tx,
+        Err(error) => {
+            let error = PhaseError::from(error);
+            for queued in batch {
+                let _ = queued.answer.send(Err(error.clone()));
+            }
+            return;
+        }
+    };
+    let mut answers = Vec::with_capacity(batch.len());
+    for Queued { write, answer } in batch {
+        let written = write_in_savepoint(&mut tx, write).await;
+        answers.push((answer, written));
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            for (answer, written) in answers {
+                let _ = answer.send(written);
+            }
+        }
+        Err(error) => {
+            let error = PhaseError::from(StoreError::from(error));
+            for (answer, _) in answers {
+                let _ = answer.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+async fn write_in_savepoint(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    write: Write,
+) -> Result<Written, PhaseError> {
+    let mut savepoint = sqlx::Acquire::begin(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+    let written: Result<Written, StoreError> = async {
+        match write {
+            Write::Target {
+                allocation_id,
+                target,
+                key_hash,
+            } => Ok(Written::Target(
+                set_allocation_target_on(&mut savepoint, allocation_id, target, Some(&key_hash))
+                    .await?,
+            )),
+            Write::Applied {
+                allocation_id,
+                key_hash,
+                new_key,
+                audit,
+            } => {
+                if let Some((new_key, target)) = new_key.map(|boxed| *boxed) {
+                    set_allocation_target_on(&mut savepoint, allocation_id, target, None).await?;
+                    insert_user_key_on(&mut savepoint, &new_key).await?;
+                }
+                mark_allocation_applied_on(&mut savepoint, allocation_id, Some(&key_hash)).await?;
+                append_audit(&mut *savepoint, &audit).await?;
+                Ok(Written::Applied)
+            }
+        }
+    }
+    .await;
+    match written {
+        Ok(written) => {
+            savepoint.commit().await.map_err(StoreError::from)?;
+            Ok(written)
+        }
+        Err(error) => {
+            savepoint.rollback().await.map_err(StoreError::from)?;
+            Err(error.into())
+        }
     }
 }
 
@@ -382,15 +521,22 @@ pub(super) async fn apply(
                 .saturating_add(allocation.grant_micro_usd)
                 .min(spec.max_key_limit_micro_usd),
         };
-        let target = {
-            let _writing = pass.writing().await;
-            store
-                .set_allocation_target(allocation.id, wanted, Some(&key.key_hash))
-                .await?
-        }
-        .ok_or_else(|| {
-            PhaseError::new("DB_ERROR", format!("allocation {} vanished", allocation.id))
-        })?;
+        let stored = pass
+            .write(
+                context,
+                Write::Target {
+                    allocation_id: allocation.id,
+                    target: wanted,
+                    key_hash: key.key_hash.clone(),
+                },
+            )
+            .await?;
+        let Written::Target(Some(target)) = stored else {
+            return Err(PhaseError::new(
+                "DB_ERROR",
+                format!("allocation {} vanished", allocation.id),
+            ));
+        };
         let hash = target.key_hash.clone().unwrap_or(key.key_hash.clone());
         openrouter::update_key(
             &actor,
@@ -567,7 +713,7 @@ pub(super) async fn apply(
         Recorded {
             allocation_id: allocation.id,
             key_hash: &created.key.hash,
-            new_key: Some((&new_key, target)),
+            new_key: Some((new_key, target)),
             action: "key_created",
             details: json!({
                 "wallet": wallet,
@@ -587,17 +733,18 @@ struct Recorded<'a> {
     /// The key the allocation went to.
     key_hash: &'a str,
     /// A key this application created, with the target limit it was created with.
-    new_key: Option<(&'a NewUserKey, i64)>,
+    new_key: Option<(NewUserKey, i64)>,
     action: &'a str,
     details: serde_json::Value,
 }
 
 /// Records what an application did in one transaction: the key it created with its target (if
 /// `new_key`), the allocation applied with the key's limit (`mark_allocation_applied_on`), and
-/// the audit entry. One durable commit (an fsync under synchronous=FULL) instead of three or
-/// four: SQLite has one writer, so commits per allocation bound PROVISIONING however many run at
-/// once. All or nothing, too: a crash leaves a created key unrecorded (adopted by name on
-/// resume), never half-recorded.
+/// the audit entry. Together, instead of three or four commits, and grouped with the other
+/// applications' writes (see [`PassState::queued`]): SQLite has one writer and each commit is an
+/// fsync under synchronous=FULL, so commits per allocation would bound PROVISIONING however many
+/// run at once. All or nothing, too: a crash leaves a created key unrecorded (adopted by name
+/// on resume), never half-recorded.
 async fn record_applied(
     context: &RunContext,
     pass: &Pass,
@@ -611,23 +758,21 @@ async fn record_applied(
         action,
         details,
     } = recorded;
-    let _writing = pass.writing().await;
-    let mut tx = context.store.begin_write().await?;
-    if let Some((new_key, target)) = new_key {
-        set_allocation_target_on(&mut tx, allocation_id, target, None).await?;
-        insert_user_key_on(&mut tx, new_key).await?;
-    }
-    mark_allocation_applied_on(&mut tx, allocation_id, Some(key_hash)).await?;
-    append_audit(
-        &mut *tx,
-        &AuditEntry::new(action)
-            .run(&run.run_id)
-            .strategy(&run.strategy_id)
-            .phase(RunState::Provisioning.as_str())
-            .actor("worker")
-            .details(details),
+    let audit = AuditEntry::new(action)
+        .run(&run.run_id)
+        .strategy(&run.strategy_id)
+        .phase(RunState::Provisioning.as_str())
+        .actor("worker")
+        .details(details);
+    pass.write(
+        context,
+        Write::Applied {
+            allocation_id,
+            key_hash: key_hash.to_string(),
+            new_key: new_key.map(Box::new),
+            audit: Box::new(audit),
+        },
     )
     .await?;
-    tx.commit().await.map_err(StoreError::from)?;
     Ok(())
 }
