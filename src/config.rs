@@ -201,6 +201,13 @@ pub struct Config {
     /// Requests per minute one client address may make to `/holder/*` (reveal, rotate).
     pub holder_rate_limit_per_min: u32,
 
+    // Built in, not read from the environment.
+    /// OpenRouter requests in flight at once (the OpenRouterActor's cap, which PROVISIONING
+    /// fills): [`DEFAULT_MAX_CONCURRENCY`](creditbrain_actors::openrouter::DEFAULT_MAX_CONCURRENCY).
+    /// OpenRouter publishes no management-API limit, so this is no operator setting; a program
+    /// embedding the daemon (the benchmarks) may change it before `daemon::start`.
+    pub openrouter_max_concurrency: usize,
+
     /// Where each variable's value came from, for `describe()`.
     sources: BTreeMap<&'static str, ValueSource>,
 }
@@ -1267,6 +1274,7 @@ fn validate(
             cors_allowed_origins: cors_allowed_origins?,
             api_rate_limit_per_min: api_rate_limit_per_min?,
             holder_rate_limit_per_min: holder_rate_limit_per_min?,
+            openrouter_max_concurrency: creditbrain_actors::openrouter::DEFAULT_MAX_CONCURRENCY,
             sources,
         })
     })();

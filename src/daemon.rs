@@ -18,7 +18,7 @@ use creditbrain_actors::health::{HealthActor, HealthArgs, HealthMsg, HealthRepor
 use creditbrain_actors::keys_maintenance::{KeyMaintenance, KeyMaintenanceArgs, KeyMaintenanceMsg};
 use creditbrain_actors::keyvault::KeyVault;
 use creditbrain_actors::openrouter::{
-    DEFAULT_MAX_CONCURRENCY, OpenRouterActor, OpenRouterArgs, OpenRouterClient, OpenRouterMsg,
+    OpenRouterActor, OpenRouterArgs, OpenRouterClient, OpenRouterMsg,
 };
 use creditbrain_actors::pool::{PoolActor, PoolArgs, PoolMsg};
 use creditbrain_actors::resilience::{
@@ -48,7 +48,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const BAGS_REQUESTS_PER_HOUR: u32 = 1_000;
 
 /// Helius DAS requests per second: the free plan's limit, safe on every plan.
-const HELIUS_DAS_REQUESTS_PER_SECOND: u32 = 2;
+pub const HELIUS_DAS_REQUESTS_PER_SECOND: u32 = 2;
 
 /// The most a Bags-built transaction's priority fee may cost (0.01 SOL): Bags embeds its own
 /// compute budget; a higher one means something is off.
@@ -400,7 +400,7 @@ async fn start_after_socket(
             client: openrouter.clone(),
             breaker: breakers.openrouter.clone(),
             retry: RetryPolicy::default(),
-            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_concurrency: config.openrouter_max_concurrency,
         };
         ChildSpec::new("openrouter", openrouter_slot.clone(), move || {
             (OpenRouterActor, args.clone())
@@ -481,6 +481,7 @@ async fn start_after_socket(
                 instance_id: uuid::Uuid::new_v4().to_string(),
                 lease_ttl: RUN_LEASE_TTL,
                 max_worker_restarts: 3,
+                provision_concurrency: 2 * config.openrouter_max_concurrency.max(1),
             },
         };
         ChildSpec::new("coordinator", coordinator_slot.clone(), move || {

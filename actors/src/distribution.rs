@@ -267,7 +267,7 @@ pub enum DistributionError {
 /// A recipient during the computation; `b58` is computed once for the tie-breaks.
 struct Recipient {
     wallet: Pubkey,
-    b58: String,
+    b58: Base58,
     balance: u64,
     weight: u64,
 }
@@ -276,10 +276,45 @@ impl Recipient {
     fn new(wallet: Pubkey, balance: u64, weight: u64) -> Self {
         Self {
             wallet,
-            b58: wallet.to_string(),
+            b58: Base58::of(&wallet),
             balance,
             weight,
         }
+    }
+}
+
+/// A wallet's base58 text, held inline (32 bytes encode to at most 44 characters): the tie-break
+/// key without a heap allocation per recipient, which a million recipients would otherwise pay
+/// in allocation and in freeing. Compares as the text does.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Base58 {
+    // Field order matters for the derived order: the text first (unused bytes are zero, below
+    // every base58 character, so a shorter prefix sorts first as in `str`), the length after.
+    text: [u8; 44],
+    len: u8,
+}
+
+impl Base58 {
+    fn of(wallet: &Pubkey) -> Self {
+        use std::fmt::Write as _;
+        let mut b58 = Self {
+            text: [0; 44],
+            len: 0,
+        };
+        // `Pubkey`'s `Display` is its base58 text, which always fits.
+        let _ = write!(b58, "{wallet}");
+        b58
+    }
+}
+
+impl std::fmt::Write for Base58 {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let start = usize::from(self.len);
+        let end = start + text.len();
+        let slot = self.text.get_mut(start..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = u8::try_from(end).map_err(|_| std::fmt::Error)?;
+        Ok(())
     }
 }
 
@@ -294,6 +329,21 @@ fn non_negative(what: &'static str, value: i64) -> Result<i64, DistributionError
     } else {
         Ok(value)
     }
+}
+
+/// `entries` as a map, refusing a wallet that comes twice.
+fn unique_map<V>(
+    list: &'static str,
+    entries: impl Iterator<Item = (Pubkey, V)>,
+    capacity: usize,
+) -> Result<HashMap<Pubkey, V>, DistributionError> {
+    let mut map = HashMap::with_capacity(capacity);
+    for (wallet, value) in entries {
+        if map.insert(wallet, value).is_some() {
+            return Err(DistributionError::DuplicateWallet { list, wallet });
+        }
+    }
+    Ok(map)
 }
 
 fn unique<'a>(
@@ -348,20 +398,25 @@ fn apportion(cents: u64, weights: &[u64]) -> Result<Vec<u64>, DistributionError>
     // Σ q = cents exactly, so what the floors leave is Σ frac(q) < the number of weights.
     let leftover = usize::try_from(u128::from(cents) - floors_sum)
         .map_err(|_| DistributionError::Overflow("the leftover cents"))?;
-    let mut order: Vec<usize> = (0..weights.len()).collect();
-    order.sort_by_key(|&i| (Reverse(remainders[i]), i));
-    for &i in order.iter().take(leftover) {
-        counts[i] += 1;
+    // Only which `leftover` entries have the largest remainders matters, not their order: a
+    // selection, O(n), rather than a sort. The keys are unique (the index), so the set is exact.
+    let leftover = leftover.min(weights.len());
+    if leftover > 0 {
+        let mut order: Vec<usize> = (0..weights.len()).collect();
+        order.select_nth_unstable_by_key(leftover - 1, |&i| (Reverse(remainders[i]), i));
+        for &i in &order[..leftover] {
+            counts[i] += 1;
+        }
     }
     Ok(counts)
 }
 
 /// The recipients for `input.mode`, in rank order, and how many snapshot holders are not among
-/// them.
-fn recipients(input: &AllocationInput<'_>) -> (Vec<Recipient>, usize) {
-    // Wallets are unique (checked), so this map loses nothing.
-    let balances: HashMap<Pubkey, u64> =
-        input.holders.iter().map(|h| (h.wallet, h.amount)).collect();
+/// them. `balances` is the snapshot by wallet.
+fn recipients(
+    input: &AllocationInput<'_>,
+    balances: &HashMap<Pubkey, u64>,
+) -> (Vec<Recipient>, usize) {
     let positive = || input.holders.iter().filter(|h| h.amount > 0);
     let mut list: Vec<Recipient> = match input.mode {
         DistributionMode::OwnerOnly => {
@@ -382,16 +437,29 @@ fn recipients(input: &AllocationInput<'_>) -> (Vec<Recipient>, usize) {
             })
             .collect(),
     };
-    list.sort_by(rank);
     if let DistributionMode::TopNHolders { n } = input.mode {
-        // Weight = balance here, so the rank order is balance desc, wallet asc: the top N.
-        list.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        // Weight = balance here, so the rank order is balance desc, wallet asc: the top N. Wallets
+        // are unique, so `rank` is a total order and the first N after a selection are exactly
+        // the top N (in some order, sorted below) — without sorting everyone else.
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if n < list.len() {
+            list.select_nth_unstable_by(n, rank);
+            list.truncate(n);
+        }
     }
-    // Recipients are unique too, so each matches at most one holder.
-    let from_snapshot = list
-        .iter()
-        .filter(|r| balances.contains_key(&r.wallet))
-        .count();
+    // A total order (unique wallets), so an unstable sort gives the one order.
+    list.sort_unstable_by(rank);
+    let from_snapshot = match input.mode {
+        // Every recipient of these modes is a snapshot holder.
+        DistributionMode::TopNHolders { .. }
+        | DistributionMode::EqualSplit
+        | DistributionMode::WeightedByHoldings => list.len(),
+        // Recipients are unique too, so each matches at most one holder.
+        DistributionMode::OwnerOnly | DistributionMode::CustomList => list
+            .iter()
+            .filter(|r| balances.contains_key(&r.wallet))
+            .count(),
+    };
     (list, input.holders.len() - from_snapshot)
 }
 
@@ -405,11 +473,17 @@ pub fn allocate(input: &AllocationInput<'_>) -> Result<Allocation, DistributionE
     let max_grant = non_negative("per-grant ceiling", input.max_grant_micro_usd)?;
     let max_key_limit = non_negative("per-key ceiling", input.max_key_limit_micro_usd)?;
     let min_grant = non_negative("minimum grant", input.min_grant_micro_usd)?;
-    unique("holders", input.holders.iter().map(|h| &h.wallet))?;
+    // The uniqueness checks build the maps the split looks wallets up in (one pass each).
+    let balances = unique_map(
+        "holders",
+        input.holders.iter().map(|h| (h.wallet, h.amount)),
+        input.holders.len(),
+    )?;
     unique("custom list", input.custom_weights.iter().map(|(w, _)| w))?;
-    unique(
+    let limits = unique_map(
         "current key limits",
-        input.current_key_limits.iter().map(|(w, _)| w),
+        input.current_key_limits.iter().copied(),
+        input.current_key_limits.len(),
     )?;
     if let DistributionMode::TopNHolders { n: 0 } = input.mode {
         return Err(DistributionError::InvalidTopN(0));
@@ -421,15 +495,11 @@ pub fn allocate(input: &AllocationInput<'_>) -> Result<Allocation, DistributionE
     {
         return Err(DistributionError::ZeroWeight(*wallet));
     }
-    let mut limits = HashMap::with_capacity(input.current_key_limits.len());
-    for (wallet, limit) in input.current_key_limits {
-        if *limit < 0 {
-            return Err(DistributionError::NegativeKeyLimit {
-                wallet: *wallet,
-                value: *limit,
-            });
-        }
-        limits.insert(*wallet, *limit);
+    if let Some((wallet, limit)) = input.current_key_limits.iter().find(|(_, l)| *l < 0) {
+        return Err(DistributionError::NegativeKeyLimit {
+            wallet: *wallet,
+            value: *limit,
+        });
     }
 
     let mut carry = CarryOver::default();
@@ -441,7 +511,7 @@ pub fn allocate(input: &AllocationInput<'_>) -> Result<Allocation, DistributionE
     carry.sub_cent_micro_usd = distributable % MICRO_USD_PER_CENT;
     let cents = distributable / MICRO_USD_PER_CENT;
 
-    let (list, holders_not_selected) = recipients(input);
+    let (list, holders_not_selected) = recipients(input, &balances);
     if list.is_empty() {
         carry.no_recipients_micro_usd = cents * MICRO_USD_PER_CENT;
     }
@@ -592,7 +662,8 @@ pub fn scale_allowances(
             (value / MICRO_USD_PER_CENT).unsigned_abs(),
         ));
     }
-    list.sort_by(rank);
+    // Wallets are unique (checked): a total order.
+    list.sort_unstable_by(rank);
     let headroom = pool_headroom_micro_usd.max(0);
     let scaled = requested > headroom;
     let cents: Vec<u64> = if scaled {

@@ -47,6 +47,10 @@ pub struct RunPolicy {
     pub lease_ttl: Duration,
     /// Restarts of one run's worker after panics before the run is failed.
     pub max_worker_restarts: u32,
+    /// Allocations PROVISIONING keeps in flight (at least 1). Twice the OpenRouterActor's
+    /// concurrency is right: each application also reads and writes the store, and while some
+    /// do, the others keep every OpenRouter permit busy (the actor still caps the requests).
+    pub provision_concurrency: usize,
 }
 
 /// What a worker needs: the store, the integration actors' slots and the vault.

@@ -1442,6 +1442,39 @@ impl Ledger {
             .unwrap_or_default()
     }
 
+    /// One page of `mint`'s token accounts in address order: those strictly between `after` and
+    /// `before` (either open), empty ones only with `with_zero`, the first `skip` left out, at
+    /// most `limit`. Walks only the range it returns (plus `skip`), so paginating a mint of N
+    /// accounts costs O(N) in all rather than O(N) a page.
+    pub fn token_accounts_by_mint_page(
+        &self,
+        mint: &Pubkey,
+        range: (Option<Pubkey>, Option<Pubkey>),
+        with_zero: bool,
+        skip: usize,
+        limit: usize,
+    ) -> Vec<TokenAccount> {
+        use std::ops::Bound;
+        let (after, before) = range;
+        if let (Some(after), Some(before)) = (after, before)
+            && after >= before
+        {
+            return Vec::new();
+        }
+        let state = self.lock();
+        let Some(set) = state.by_mint.get(mint) else {
+            return Vec::new();
+        };
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = before.map_or(Bound::Unbounded, Bound::Excluded);
+        set.range((lower, upper))
+            .filter_map(|address| state.token_account(address))
+            .filter(|account| with_zero || account.amount > 0)
+            .skip(skip)
+            .take(limit)
+            .collect()
+    }
+
     /// Every token account owned by `owner` (optionally of one mint), ordered by address.
     pub fn token_accounts_by_owner(
         &self,

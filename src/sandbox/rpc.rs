@@ -1044,29 +1044,36 @@ impl RpcFake {
             .as_ref()
             .or(params.display_options.as_ref())
             .is_some_and(|options| options.show_zero_balance);
-        let accounts = match (mint, owner) {
-            (Some(mint), None) => self.ledger.token_accounts_by_mint(&mint),
-            (mint, Some(owner)) => self.ledger.token_accounts_by_owner(&owner, mint.as_ref()),
+        let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+        let skip = params.page.map_or(0, |page| {
+            usize::try_from(page - 1)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(limit_usize)
+        });
+        let page: Vec<TokenAccount> = match (mint, owner) {
+            // By mint alone: a range walk of the mint's index, not the whole mint per page.
+            (Some(mint), None) => self.ledger.token_accounts_by_mint_page(
+                &mint,
+                (after, before),
+                show_zero,
+                skip,
+                limit_usize,
+            ),
+            (mint, Some(owner)) => self
+                .ledger
+                .token_accounts_by_owner(&owner, mint.as_ref())
+                .into_iter()
+                .filter(|account| show_zero || account.amount > 0)
+                .filter(|account| after.is_none_or(|after| account.address > after))
+                .filter(|account| before.is_none_or(|before| account.address < before))
+                .skip(skip)
+                .take(limit_usize)
+                .collect(),
             (None, None) => {
                 return Err(RpcError::invalid_params(
                     "Validation Error: Must provide either 'owner' or 'mint'",
                 ));
             }
-        };
-        let matching = accounts
-            .into_iter()
-            .filter(|account| show_zero || account.amount > 0)
-            .filter(|account| after.is_none_or(|after| account.address > after))
-            .filter(|account| before.is_none_or(|before| account.address < before));
-        let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-        let page: Vec<TokenAccount> = match params.page {
-            Some(page) => {
-                let skip = usize::try_from(page - 1)
-                    .unwrap_or(usize::MAX)
-                    .saturating_mul(limit_usize);
-                matching.skip(skip).take(limit_usize).collect()
-            }
-            None => matching.take(limit_usize).collect(),
         };
         let token_accounts: Vec<Value> = page
             .iter()

@@ -231,34 +231,49 @@ impl HeliusClient {
     ) -> Result<HolderSnapshot, HeliusError> {
         let started = Instant::now();
         let mut aggregation = Aggregation::default();
-        let mut cursor: Option<String> = None;
-        loop {
+        let params = |cursor: Option<&str>| {
             let mut params = json!({
                 "mint": mint.to_string(),
                 "limit": DAS_PAGE_LIMIT,
                 "options": {"showZeroBalance": false},
             });
-            if let Some(cursor) = &cursor {
+            if let Some(cursor) = cursor {
                 params["cursor"] = json!(cursor);
             }
-            let result = self.call("getTokenAccounts", params).await?;
+            params
+        };
+        let mut result = self.call("getTokenAccounts", params(None)).await?;
+        let mut cursor: Option<String> = None;
+        loop {
             let page = parse_page(&result, mint, aggregation.pages)?;
-            let empty = page.accounts.is_empty();
-            aggregation.ingest(&page)?;
-            match page.cursor {
-                Some(next) if !empty => {
+            let next = match &page.cursor {
+                Some(next) if !page.accounts.is_empty() => {
                     // A cursor that does not move would loop forever; with no cap, that must be
                     // an error rather than a hang.
                     if cursor.as_deref() == Some(next.as_str()) {
                         return Err(HeliusError::Decode(format!(
                             "page {}: the cursor did not advance",
-                            aggregation.pages
+                            aggregation.pages + 1
                         )));
                     }
-                    cursor = Some(next);
+                    Some(next.clone())
                 }
-                _ => break,
-            }
+                _ => None,
+            };
+            let Some(next) = next else {
+                aggregation.ingest(&page)?;
+                break;
+            };
+            // The next page is requested before this one is ingested, so the CPU work of a page
+            // (the owners' curve checks above all) overlaps the next request's round trip
+            // instead of adding to it. `join!` polls the request first, which sends it.
+            let (fetched, ingested) =
+                tokio::join!(self.call("getTokenAccounts", params(Some(&next))), async {
+                    aggregation.ingest(&page)
+                });
+            ingested?;
+            result = fetched?;
+            cursor = Some(next);
         }
         let snapshot = aggregation.finish(filters);
         tracing::debug!(
@@ -477,21 +492,24 @@ fn parse_page(result: &Value, mint: &Pubkey, index: u32) -> Result<Page, HeliusE
             Some(_) => return Err(decode("cursor is not a string".to_owned())),
         },
     };
+    // Encoded once a page, not once an account.
+    let mint_text = mint.to_string();
     for (position, account) in accounts.iter().enumerate() {
         let account = account
             .as_object()
             .ok_or_else(|| decode(format!("token_accounts[{position}] is not an object")))?;
         page.accounts.push(
-            parse_account(account, mint)
+            parse_account(account, &mint_text)
                 .map_err(|message| decode(format!("token_accounts[{position}]: {message}")))?,
         );
     }
     Ok(page)
 }
 
-fn parse_account(account: &Map<String, Value>, mint: &Pubkey) -> Result<(Pubkey, u64), String> {
+/// `mint` is the requested mint's base58 text.
+fn parse_account(account: &Map<String, Value>, mint: &str) -> Result<(Pubkey, u64), String> {
     if let Some(Value::String(account_mint)) = account.get("mint")
-        && account_mint != &mint.to_string()
+        && account_mint != mint
     {
         return Err(format!("mint {account_mint} is not the requested {mint}"));
     }
@@ -511,10 +529,18 @@ fn parse_account(account: &Map<String, Value>, mint: &Pubkey) -> Result<(Pubkey,
 /// The running per-owner totals. Only owners are kept, never accounts.
 #[derive(Debug, Default)]
 struct Aggregation {
-    totals: HashMap<Pubkey, u64>,
+    totals: HashMap<Pubkey, Owner>,
     pages: u32,
     token_accounts: u64,
     zero_balance: u64,
+}
+
+/// One owner's running total.
+#[derive(Debug)]
+struct Owner {
+    amount: u64,
+    /// `Pubkey::is_on_curve` of the owner: off-curve owners (PDAs) are not holders.
+    on_curve: bool,
 }
 
 impl Aggregation {
@@ -526,7 +552,16 @@ impl Aggregation {
                 self.zero_balance += 1;
                 continue;
             }
-            let total = self.totals.entry(owner).or_insert(0);
+            // The curve check (a point decompression, the costliest step per owner) is made
+            // when an owner is first seen, so it overlaps the next page's request.
+            let total = &mut self
+                .totals
+                .entry(owner)
+                .or_insert_with(|| Owner {
+                    amount: 0,
+                    on_curve: owner.is_on_curve(),
+                })
+                .amount;
             *total = total.checked_add(amount).ok_or_else(|| {
                 HeliusError::Decode(format!(
                     "page {}: {owner}'s balances add up to more than 64 bits",
@@ -543,10 +578,10 @@ impl Aggregation {
             ..ExclusionCounts::default()
         };
         let mut holders = Vec::with_capacity(self.totals.len());
-        for (wallet, amount) in self.totals {
+        for (wallet, Owner { amount, on_curve }) in self.totals {
             if PROTOCOL_ADDRESSES.contains(&wallet) || filters.excluded_wallets.contains(&wallet) {
                 excluded.protocol_or_listed += 1;
-            } else if !wallet.is_on_curve() {
+            } else if !on_curve {
                 excluded.off_curve += 1;
             } else if amount < filters.min_holding {
                 excluded.below_minimum += 1;

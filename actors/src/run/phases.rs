@@ -4,10 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::json;
 use solana_sdk::pubkey::Pubkey;
+use tokio::task::JoinSet;
 
 use super::RunContext;
 use super::provision;
@@ -25,7 +27,7 @@ use crate::store::transactions::TxPhase;
 use crate::strategy::{DistributionMode, FeeSource};
 
 /// Why a phase stopped; the run is failed with `code` and `detail`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PhaseError {
     pub code: String,
     pub detail: String,
@@ -968,24 +970,44 @@ pub(super) async fn provision(
         vec![pending.iter().collect()]
     };
     let mut outcome = provision::Tally::default();
-    let orphans = provision::SharedOrphans::default();
+    let shared = provision::SharedPass::default();
     let mut held_back = 0;
+    // Up to `provision_concurrency` allocations in flight: each waits on OpenRouter most of its
+    // time, and the OpenRouterActor caps what really goes out. A pass ends when all of its
+    // applications have (the next pass may depend on it). Dropping the set on an early return
+    // drops only the waiting: each application runs to its end in its own task (`apply_once`).
+    let concurrency = context.policy.provision_concurrency.max(1);
+    let (shared_run, shared_strategy) = (Arc::new(run.clone()), Arc::new(strategy.clone()));
     for (index, pass) in passes.iter().enumerate() {
         if !outcome.failed.is_empty() {
             held_back = passes[index..].iter().map(Vec::len).sum();
             break;
         }
-        for allocation in pass {
-            match provision::apply_once(
-                context,
-                run,
-                strategy,
-                allocation.id,
-                orphans.clone(),
-                allowance,
-            )
-            .await?
+        let mut in_flight = JoinSet::new();
+        let mut allocations = pass.iter();
+        loop {
+            while in_flight.len() < concurrency
+                && let Some(allocation) = allocations.next()
             {
+                in_flight.spawn(provision::apply_once(
+                    context.clone(),
+                    shared_run.clone(),
+                    shared_strategy.clone(),
+                    allocation.id,
+                    shared.clone(),
+                    allowance,
+                ));
+            }
+            let Some(joined) = in_flight.join_next().await else {
+                break;
+            };
+            let attempt = joined.unwrap_or_else(|error| {
+                Err(PhaseError::new(
+                    "PROVISION_TASK_FAILED",
+                    format!("waiting for an allocation failed: {error}"),
+                ))
+            })?;
+            match attempt {
                 provision::Attempt::Applied(applied) => outcome.count(applied),
                 provision::Attempt::AlreadyApplied => {}
                 provision::Attempt::Failed(error) => outcome.failed.push(error),

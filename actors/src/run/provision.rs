@@ -1,7 +1,8 @@
-//! PROVISIONING, one allocation at a time, exactly once (DESIGN §4): the absolute target limit is
+//! PROVISIONING, each allocation exactly once (DESIGN §4): a top-up's absolute target limit is
 //! stored before OpenRouter is called, so a retry sends the same value; a holder without a key
 //! gets one with a deterministic name, and a key of that name left by a crash is adopted rather
-//! than duplicated; a new key's one-time plaintext is sealed in the vault before it is stored.
+//! than duplicated (a creation is never repeated, so its target is stored with the key); a new
+//! key's one-time plaintext is sealed in the vault before it is stored.
 //!
 //! The target depends on the mode the run allocated in (`store::allowance::AllocationRecord`):
 //! credits grants are added to the key's current limit (capped by `MAX_KEY_LIMIT`); allowances
@@ -10,7 +11,9 @@
 //! key creates nothing (the row is marked `skipped`). A key from allowance mode topped up in
 //! credits mode stops resetting, and its limit becomes its all-time usage plus the grant.
 //!
-//! Each allocation is applied in a task of its own ([`apply_once`]) under a per-allocation lock:
+//! Allocations are applied several at a time (the phase keeps `RunPolicy::provision_concurrency`
+//! in flight, so OpenRouter latency is paid once per batch, not once per holder). Each is applied
+//! in a task of its own ([`apply_once`]) under a per-allocation lock:
 //! a worker killed in the middle of an OpenRouter call does not cancel the call (it runs in the
 //! OpenRouterActor), so the task goes on to record what OpenRouter answered, and the restarted
 //! worker waits for it before it looks at that allocation again. Without this, a creation still
@@ -22,17 +25,21 @@ use std::time::Instant;
 
 use chrono::Utc;
 use serde_json::json;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 use super::RunContext;
 use super::phases::{PhaseError, audit};
 use crate::openrouter::{
     CreateKey, Key, KeyUpdate, LimitReset as OpenRouterReset, actor as openrouter,
 };
-use crate::store::allocations::Allocation;
-use crate::store::keys::NewUserKey;
+use crate::store::allocations::{
+    Allocation, AllocationTarget, mark_allocation_applied_on, set_allocation_target_on,
+};
+use crate::store::audit::{AuditEntry, append_audit};
+use crate::store::keys::{NewUserKey, insert_user_key_on};
 use crate::store::runs::{Run, RunState};
 use crate::store::strategies::StoredStrategy;
+use crate::store::{Store, StoreError};
 use crate::strategy::LimitReset;
 
 /// What applying one allocation did.
@@ -162,8 +169,186 @@ impl OrphanIndex {
     }
 }
 
-/// The orphan index of one provisioning pass, shared with its application tasks.
-pub(super) type SharedOrphans = Arc<Mutex<OrphanIndex>>;
+/// What the applications of one provisioning pass share.
+#[derive(Default)]
+pub(super) struct PassState {
+    /// The orphan index, locked only for a lookup (listing it first if need be), not for a whole
+    /// application, so applications run side by side: a key another application is creating
+    /// meanwhile has another holder's name, and this allocation's own earlier application is
+    /// covered by `Pass::previous_finished`.
+    orphans: Mutex<OrphanIndex>,
+    /// Taken around each write. SQLite has one writer: concurrent writers that find the lock
+    /// taken sleep in its busy handler (1, 2, 5, 10 ms …) while the lock may already be free,
+    /// and the pass would wait on those sleeps. Queued here instead, in order, each write
+    /// starts the moment the previous one commits. Never held across an OpenRouter call.
+    writes: Mutex<()>,
+    /// The frequent writes (targets, records of applications) waiting for the writer: whoever
+    /// takes `writes` next commits all of them in one transaction (group commit), so one fsync
+    /// serves every application that wrote meanwhile instead of one each.
+    queued: StdMutex<Vec<Queued>>,
+}
+
+/// A frequent write of one application, committed with whatever else is queued (see
+/// [`PassState::queued`]) and answered only once that commit is durable.
+enum Write {
+    /// A top-up's target, stored before the OpenRouter call (`set_allocation_target`).
+    Target {
+        allocation_id: i64,
+        target: i64,
+        key_hash: String,
+    },
+    /// What an application did (see [`record_applied`]).
+    Applied {
+        allocation_id: i64,
+        key_hash: String,
+        /// A key the application created, with the target it was created with.
+        new_key: Option<Box<(NewUserKey, i64)>>,
+        audit: Box<AuditEntry>,
+    },
+}
+
+enum Written {
+    /// The stored target; `None` when the row is gone or no longer open.
+    Target(Option<AllocationTarget>),
+    Applied,
+}
+
+struct Queued {
+    write: Write,
+    answer: oneshot::Sender<Result<Written, PhaseError>>,
+}
+
+/// The pass state, shared with its application tasks.
+pub(super) type SharedPass = Arc<PassState>;
+
+/// One application's view of its pass.
+pub(super) struct Pass {
+    shared: SharedPass,
+    /// When the last earlier application of this allocation finished, if one did.
+    previous_finished: Option<Instant>,
+}
+
+impl Pass {
+    async fn find_orphan(
+        &self,
+        context: &RunContext,
+        name: &str,
+    ) -> Result<Option<Key>, PhaseError> {
+        let mut index = self.shared.orphans.lock().await;
+        if let Some(at) = self.previous_finished {
+            index.forget_if_older_than(at);
+        }
+        index.find(context, name).await
+    }
+
+    /// Waits for the pass's turn to write (see [`PassState::writes`]).
+    async fn writing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.shared.writes.lock().await
+    }
+
+    /// Queues `write`, and once this task has the writer, commits everything queued (unless an
+    /// earlier holder already committed this write with its own); answers when it is durable.
+    async fn write(&self, context: &RunContext, write: Write) -> Result<Written, PhaseError> {
+        let (answer, answered) = oneshot::channel();
+        lock(&self.shared.queued).push(Queued { write, answer });
+        {
+            let _writing = self.writing().await;
+            let batch = std::mem::take(&mut *lock(&self.shared.queued));
+            if !batch.is_empty() {
+                commit_batch(&context.store, batch).await;
+            }
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(PhaseError::new(
+                "DB_ERROR",
+                "a queued write was abandoned before its commit",
+            ))
+        })
+    }
+}
+
+fn lock<T>(mutex: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Commits `batch` in one transaction, each write in a savepoint of its own so that a failing
+/// write fails alone, and answers every write once the transaction is committed.
+async fn commit_batch(store: &Store, batch: Vec<Queued>) {
+    let mut tx = match store.begin_write().await {
+        Ok(tx) => tx,
+        Err(error) => {
+            let error = PhaseError::from(error);
+            for queued in batch {
+                let _ = queued.answer.send(Err(error.clone()));
+            }
+            return;
+        }
+    };
+    let mut answers = Vec::with_capacity(batch.len());
+    for Queued { write, answer } in batch {
+        let written = write_in_savepoint(&mut tx, write).await;
+        answers.push((answer, written));
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            for (answer, written) in answers {
+                let _ = answer.send(written);
+            }
+        }
+        Err(error) => {
+            let error = PhaseError::from(StoreError::from(error));
+            for (answer, _) in answers {
+                let _ = answer.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+async fn write_in_savepoint(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    write: Write,
+) -> Result<Written, PhaseError> {
+    let mut savepoint = sqlx::Acquire::begin(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+    let written: Result<Written, StoreError> = async {
+        match write {
+            Write::Target {
+                allocation_id,
+                target,
+                key_hash,
+            } => Ok(Written::Target(
+                set_allocation_target_on(&mut savepoint, allocation_id, target, Some(&key_hash))
+                    .await?,
+            )),
+            Write::Applied {
+                allocation_id,
+                key_hash,
+                new_key,
+                audit,
+            } => {
+                if let Some((new_key, target)) = new_key.map(|boxed| *boxed) {
+                    set_allocation_target_on(&mut savepoint, allocation_id, target, None).await?;
+                    insert_user_key_on(&mut savepoint, &new_key).await?;
+                }
+                mark_allocation_applied_on(&mut savepoint, allocation_id, Some(&key_hash)).await?;
+                append_audit(&mut *savepoint, &audit).await?;
+                Ok(Written::Applied)
+            }
+        }
+    }
+    .await;
+    match written {
+        Ok(written) => {
+            savepoint.commit().await.map_err(StoreError::from)?;
+            Ok(written)
+        }
+        Err(error) => {
+            savepoint.rollback().await.map_err(StoreError::from)?;
+            Err(error.into())
+        }
+    }
+}
 
 /// One lock per (run, allocation), process-wide. It holds when its last holder finished: a
 /// holder that finished after the orphan index was listed may have created a key the list lacks.
@@ -203,15 +388,14 @@ pub(super) enum Attempt {
 /// applies it if still open and records a failure on the row. `Err` only when the store fails.
 /// `allowance` is the mode the run allocated in (`Some`: the rows are absolute allowances).
 pub(super) async fn apply_once(
-    context: &RunContext,
-    run: &Run,
-    strategy: &StoredStrategy,
+    context: RunContext,
+    run: Arc<Run>,
+    strategy: Arc<StoredStrategy>,
     allocation_id: i64,
-    orphans: SharedOrphans,
+    pass: SharedPass,
     allowance: Option<LimitReset>,
 ) -> Result<Attempt, PhaseError> {
     let lock = allocation_lock(&run.run_id, allocation_id);
-    let (context, run, strategy) = (context.clone(), run.clone(), strategy.clone());
     let task = tokio::spawn(async move {
         let mut finished = lock.lock_owned().await;
         let outcome = apply_locked(
@@ -219,7 +403,7 @@ pub(super) async fn apply_once(
             &run,
             &strategy,
             allocation_id,
-            &orphans,
+            pass,
             *finished,
             allowance,
         )
@@ -240,7 +424,7 @@ async fn apply_locked(
     run: &Run,
     strategy: &StoredStrategy,
     allocation_id: i64,
-    orphans: &SharedOrphans,
+    pass: SharedPass,
     previous_finished: Option<Instant>,
     allowance: Option<LimitReset>,
 ) -> Result<Attempt, PhaseError> {
@@ -253,13 +437,14 @@ async fn apply_locked(
     if !allocation.status.is_open() {
         return Ok(Attempt::AlreadyApplied);
     }
-    let mut orphans = orphans.lock().await;
-    if let Some(at) = previous_finished {
-        orphans.forget_if_older_than(at);
-    }
-    match apply(context, run, strategy, &allocation, &mut orphans, allowance).await {
+    let pass = Pass {
+        shared: pass,
+        previous_finished,
+    };
+    match apply(context, run, strategy, &allocation, &pass, allowance).await {
         Ok(applied) => Ok(Attempt::Applied(applied)),
         Err(error) => {
+            let _writing = pass.writing().await;
             context
                 .store
                 .mark_allocation_failed(allocation.id, &format!("{}: {}", error.code, error.detail))
@@ -299,7 +484,7 @@ pub(super) async fn apply(
     run: &Run,
     strategy: &StoredStrategy,
     allocation: &Allocation,
-    orphans: &mut OrphanIndex,
+    pass: &Pass,
     allowance: Option<LimitReset>,
 ) -> Result<Applied, PhaseError> {
     let spec = &strategy.spec;
@@ -336,12 +521,22 @@ pub(super) async fn apply(
                 .saturating_add(allocation.grant_micro_usd)
                 .min(spec.max_key_limit_micro_usd),
         };
-        let target = store
-            .set_allocation_target(allocation.id, wanted, Some(&key.key_hash))
-            .await?
-            .ok_or_else(|| {
-                PhaseError::new("DB_ERROR", format!("allocation {} vanished", allocation.id))
-            })?;
+        let stored = pass
+            .write(
+                context,
+                Write::Target {
+                    allocation_id: allocation.id,
+                    target: wanted,
+                    key_hash: key.key_hash.clone(),
+                },
+            )
+            .await?;
+        let Written::Target(Some(target)) = stored else {
+            return Err(PhaseError::new(
+                "DB_ERROR",
+                format!("allocation {} vanished", allocation.id),
+            ));
+        };
         let hash = target.key_hash.clone().unwrap_or(key.key_hash.clone());
         openrouter::update_key(
             &actor,
@@ -363,23 +558,25 @@ pub(super) async fn apply(
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
         if key.limit_reset.as_deref() != allowance.map(|reset| reset.as_str()) {
+            let _writing = pass.writing().await;
             store.set_key_limit_reset(&hash, allowance).await?;
         }
-        store
-            .mark_allocation_applied(allocation.id, Some(&hash))
-            .await?;
         let action = match (finishes_creation, allowance) {
             (true, _) => "key_created",
             (false, None) => "key_topped_up",
             (false, Some(_)) if target.target_limit_micro_usd == 0 => "allowance_ended",
             (false, Some(_)) => "allowance_set",
         };
-        audit(
+        record_applied(
             context,
+            pass,
             run,
-            RunState::Provisioning,
-            action,
-            json!({
+            Recorded {
+                allocation_id: allocation.id,
+                key_hash: &hash,
+                new_key: None,
+                action,
+                details: json!({
                 "wallet": wallet,
                 "keyHash": hash,
                 "grantMicroUsd": allocation.grant_micro_usd,
@@ -387,7 +584,8 @@ pub(super) async fn apply(
                 "limitMicroUsd": target.target_limit_micro_usd,
                 "limitReset": allowance.map(|reset| reset.as_str()),
                 "finishesInterruptedCreation": finishes_creation,
-            }),
+                }),
+            },
         )
         .await?;
         return Ok(if finishes_creation {
@@ -400,6 +598,7 @@ pub(super) async fn apply(
     if allowance.is_some() && allocation.grant_micro_usd == 0 {
         // An allowance ends for a holder whose key is gone since ALLOCATING (revoked, expired):
         // nothing to set, and no $0 key is created.
+        let _writing = pass.writing().await;
         store
             .mark_allocation_skipped(
                 allocation.id,
@@ -416,21 +615,29 @@ pub(super) async fn apply(
         .await?;
         return Ok(Applied::Skipped);
     }
-    let wanted = allocation.grant_micro_usd.min(spec.max_key_limit_micro_usd);
-    let target = store
-        .set_allocation_target(allocation.id, wanted, None)
-        .await?
-        .ok_or_else(|| {
-            PhaseError::new("DB_ERROR", format!("allocation {} vanished", allocation.id))
-        })?;
+    // A new key's limit: a target an earlier attempt stored wins (the row was read under the
+    // allocation lock). Nothing is stored before the creation: a retry does not repeat a
+    // creation but adopts the key by name (below), storing its target first, and sets the limit
+    // absolutely; so the target is stored with the key in `record_applied`, one commit in all.
+    let target = allocation
+        .target_limit_micro_usd
+        .unwrap_or_else(|| allocation.grant_micro_usd.min(spec.max_key_limit_micro_usd));
     let name = key_name(&run.strategy_id, wallet);
     let expires_at = (spec.key_expiry_days > 0)
         .then(|| Utc::now() + chrono::Duration::days(i64::from(spec.key_expiry_days)));
 
-    if let Some(orphan) = orphans.find(context, &name).await? {
+    if let Some(orphan) = pass.find_orphan(context, &name).await? {
         // Created by an attempt that crashed before recording it. Its plaintext is gone (OpenRouter
         // shows it once), so the holder obtains it through a signed rotation; the key itself and
-        // its limit are ours to set.
+        // its limit are ours to set. The target is stored before the key: an adoption cut off
+        // after recording the key is finished by the top-up path, which needs it.
+        let _writing = pass.writing().await;
+        let target = store
+            .set_allocation_target(allocation.id, target, None)
+            .await?
+            .ok_or_else(|| {
+                PhaseError::new("DB_ERROR", format!("allocation {} vanished", allocation.id))
+            })?;
         store
             .insert_user_key(&NewUserKey {
                 key_hash: orphan.hash.clone(),
@@ -443,6 +650,7 @@ pub(super) async fn apply(
                 expires_at: orphan.expires_at,
             })
             .await?;
+        drop(_writing);
         openrouter::update_key(
             &actor,
             orphan.hash.clone(),
@@ -455,15 +663,18 @@ pub(super) async fn apply(
         )
         .await
         .map_err(|error| PhaseError::new(error.code(), error.to_string()))?;
-        store
-            .mark_allocation_applied(allocation.id, Some(&orphan.hash))
-            .await?;
-        audit(context, run, RunState::Provisioning, "key_adopted", json!({
-            "wallet": wallet,
-            "keyHash": orphan.hash,
-            "limitMicroUsd": target.target_limit_micro_usd,
-            "reason": "a key with this holder's name existed on OpenRouter but not in the ledger",
-        }))
+        record_applied(context, pass, run, Recorded {
+            allocation_id: allocation.id,
+            key_hash: &orphan.hash,
+            new_key: None,
+            action: "key_adopted",
+            details: json!({
+                "wallet": wallet,
+                "keyHash": orphan.hash,
+                "limitMicroUsd": target.target_limit_micro_usd,
+                "reason": "a key with this holder's name existed on OpenRouter but not in the ledger",
+            }),
+        })
         .await?;
         return Ok(Applied::Adopted);
     }
@@ -472,7 +683,7 @@ pub(super) async fn apply(
         &actor,
         CreateKey {
             name: name.clone(),
-            limit_micro_usd: Some(target.target_limit_micro_usd),
+            limit_micro_usd: Some(target),
             limit_reset: openrouter_reset(allowance),
             expires_at,
             include_byok_in_limit: None,
@@ -485,33 +696,83 @@ pub(super) async fn apply(
         .vault
         .encrypt(&created.plaintext, &created.key.hash)
         .map_err(|error| PhaseError::new("KEY_VAULT_ERROR", error.to_string()))?;
-    store
-        .insert_user_key(&NewUserKey {
-            key_hash: created.key.hash.clone(),
-            strategy_id: run.strategy_id.clone(),
-            holder_wallet: wallet.clone(),
-            name,
-            limit_micro_usd: target.target_limit_micro_usd,
-            limit_reset: allowance.map(|reset| reset.as_str().to_string()),
-            encrypted: Some(sealed.into_parts()),
-            expires_at,
-        })
-        .await?;
-    store
-        .mark_allocation_applied(allocation.id, Some(&created.key.hash))
-        .await?;
-    audit(
+    let new_key = NewUserKey {
+        key_hash: created.key.hash.clone(),
+        strategy_id: run.strategy_id.clone(),
+        holder_wallet: wallet.clone(),
+        name,
+        limit_micro_usd: target,
+        limit_reset: allowance.map(|reset| reset.as_str().to_string()),
+        encrypted: Some(sealed.into_parts()),
+        expires_at,
+    };
+    record_applied(
         context,
+        pass,
         run,
-        RunState::Provisioning,
-        "key_created",
-        json!({
-            "wallet": wallet,
-            "keyHash": created.key.hash,
-            "limitMicroUsd": target.target_limit_micro_usd,
-            "expiresAt": expires_at.map(crate::store::format_timestamp),
-        }),
+        Recorded {
+            allocation_id: allocation.id,
+            key_hash: &created.key.hash,
+            new_key: Some((new_key, target)),
+            action: "key_created",
+            details: json!({
+                "wallet": wallet,
+                "keyHash": created.key.hash,
+                "limitMicroUsd": target,
+                "expiresAt": expires_at.map(crate::store::format_timestamp),
+            }),
+        },
     )
     .await?;
     Ok(Applied::Created)
+}
+
+/// What [`record_applied`] records.
+struct Recorded<'a> {
+    allocation_id: i64,
+    /// The key the allocation went to.
+    key_hash: &'a str,
+    /// A key this application created, with the target limit it was created with.
+    new_key: Option<(NewUserKey, i64)>,
+    action: &'a str,
+    details: serde_json::Value,
+}
+
+/// Records what an application did in one transaction: the key it created with its target (if
+/// `new_key`), the allocation applied with the key's limit (`mark_allocation_applied_on`), and
+/// the audit entry. Together, instead of three or four commits, and grouped with the other
+/// applications' writes (see [`PassState::queued`]): SQLite has one writer and each commit is an
+/// fsync under synchronous=FULL, so commits per allocation would bound PROVISIONING however many
+/// run at once. All or nothing, too: a crash leaves a created key unrecorded (adopted by name
+/// on resume), never half-recorded.
+async fn record_applied(
+    context: &RunContext,
+    pass: &Pass,
+    run: &Run,
+    recorded: Recorded<'_>,
+) -> Result<(), PhaseError> {
+    let Recorded {
+        allocation_id,
+        key_hash,
+        new_key,
+        action,
+        details,
+    } = recorded;
+    let audit = AuditEntry::new(action)
+        .run(&run.run_id)
+        .strategy(&run.strategy_id)
+        .phase(RunState::Provisioning.as_str())
+        .actor("worker")
+        .details(details);
+    pass.write(
+        context,
+        Write::Applied {
+            allocation_id,
+            key_hash: key_hash.to_string(),
+            new_key: new_key.map(Box::new),
+            audit: Box::new(audit),
+        },
+    )
+    .await?;
+    Ok(())
 }

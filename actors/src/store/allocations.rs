@@ -233,6 +233,35 @@ pub async fn mark_allocation_applied_on(
     Ok(true)
 }
 
+/// [`Store::set_allocation_target`] on `conn` (e.g. inside the transaction that records the
+/// application, when nothing was sent that a retry must repeat exactly).
+pub async fn set_allocation_target_on(
+    conn: &mut SqliteConnection,
+    id: i64,
+    target_limit_micro_usd: i64,
+    key_hash: Option<&str>,
+) -> Result<Option<AllocationTarget>, StoreError> {
+    let stored: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+        "UPDATE allocations
+         SET target_limit_micro_usd = COALESCE(target_limit_micro_usd, ?),
+             key_hash = COALESCE(key_hash, ?), updated_at = ?
+         WHERE id = ? AND status IN ('pending', 'failed')
+         RETURNING target_limit_micro_usd, key_hash",
+    )
+    .bind(target_limit_micro_usd)
+    .bind(key_hash)
+    .bind(now_timestamp())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(stored.and_then(|(target, key_hash)| {
+        target.map(|target_limit_micro_usd| AllocationTarget {
+            target_limit_micro_usd,
+            key_hash,
+        })
+    }))
+}
+
 impl Store {
     /// Every allocation of a run (dry-run rows included), in insertion order.
     pub async fn allocations_for_run(&self, run_id: &str) -> Result<Vec<Allocation>, StoreError> {
@@ -279,25 +308,8 @@ impl Store {
         target_limit_micro_usd: i64,
         key_hash: Option<&str>,
     ) -> Result<Option<AllocationTarget>, StoreError> {
-        let stored: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
-            "UPDATE allocations
-             SET target_limit_micro_usd = COALESCE(target_limit_micro_usd, ?),
-                 key_hash = COALESCE(key_hash, ?), updated_at = ?
-             WHERE id = ? AND status IN ('pending', 'failed')
-             RETURNING target_limit_micro_usd, key_hash",
-        )
-        .bind(target_limit_micro_usd)
-        .bind(key_hash)
-        .bind(now_timestamp())
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(stored.and_then(|(target, key_hash)| {
-            target.map(|target_limit_micro_usd| AllocationTarget {
-                target_limit_micro_usd,
-                key_hash,
-            })
-        }))
+        let mut conn = self.pool().acquire().await?;
+        set_allocation_target_on(&mut conn, id, target_limit_micro_usd, key_hash).await
     }
 
     /// Marks an open allocation applied and records its target as the key's limit, in one
