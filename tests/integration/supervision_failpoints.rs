@@ -348,13 +348,14 @@ async fn past_the_restart_budget_the_binary_exits_1_and_the_next_start_finishes_
     let vars = world_vars(&sandbox, dir.path(), &[("LOG_LEVEL", "info")]);
     let database = dir.path().join("world.db");
     let socket = dir.path().join("world.sock");
-    // Provisioning takes seconds, so the run is still in flight when the daemon gives up.
+    // Provisioning takes seconds (key creations run many at a time, so each one is slow), so
+    // the run is still in flight when the daemon gives up.
     sandbox
         .faults
         .add_rule(creditbrain::sandbox::faults::FaultRule {
             fake: "openrouter".into(),
             route: Some(CREATE_KEY.into()),
-            latency: Some(creditbrain::sandbox::faults::Latency::Fixed { ms: 400 }),
+            latency: Some(creditbrain::sandbox::faults::Latency::Fixed { ms: 6_000 }),
             mode: None,
         });
     let store = Store::open(&database).await.unwrap();
