@@ -103,8 +103,8 @@ impl World {
             ("bags", 10, 60),
             ("rpc", 10, 60),
             ("helius", 10, 40),
-            // Slower: provisioning (one call per holder) is otherwise too short to be hit.
-            ("openrouter", 40, 200),
+            // Slower: provisioning (many key calls at once) is otherwise too short to be hit.
+            ("openrouter", 300, 1_200),
         ] {
             sandbox.faults.add_rule(FaultRule {
                 fake: fake.into(),
@@ -282,7 +282,7 @@ async fn sigkill_at_random_instants_never_lands_twice_duplicates_a_key_or_loses_
         store.close().await;
         let mut daemon = world.spawn_daemon();
         // From "still starting" to "well into provisioning" (runs here take about 1-2 s).
-        let delay = rng.gen_range(30..1_800);
+        let delay = rng.gen_range(30..3_000);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         daemon.start_kill().unwrap();
         daemon.wait().await.unwrap();
