@@ -512,6 +512,8 @@ pub fn allocate(input: &AllocationInput<'_>) -> Result<Allocation, DistributionE
     let cents = distributable / MICRO_USD_PER_CENT;
 
     let (list, holders_not_selected) = recipients(input, &balances);
+    // Not needed past this point; freed before the result is built, so the two never add up.
+    drop(balances);
     if list.is_empty() {
         carry.no_recipients_micro_usd = cents * MICRO_USD_PER_CENT;
     }

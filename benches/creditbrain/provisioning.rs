@@ -135,14 +135,15 @@ pub async fn run() {
         ));
 
         if index == 0 {
-            usage_poll(&bench, keys).await;
+            usage_poll(&bench, keys, delivered).await;
         }
         bench.stop().await;
     }
 }
 
-/// Figure 7: one usage poll over the keys, with the latency still on, then without it.
-async fn usage_poll(bench: &BenchDaemon, keys: u64) {
+/// Figure 7: one usage poll over the keys, with the latency still on, then without it; and the
+/// key list alone (what the poll's calls bound), through the OpenRouterActor.
+async fn usage_poll(bench: &BenchDaemon, keys: u64, delivered: Duration) {
     let scheduler = bench
         .daemon
         .handle
@@ -157,6 +158,21 @@ async fn usage_poll(bench: &BenchDaemon, keys: u64) {
         if latency == 0 {
             bench.sandbox.faults.clear(Some("openrouter"));
         }
+        let openrouter = bench
+            .daemon
+            .handle
+            .openrouter
+            .get()
+            .expect("openrouter actor");
+        let listing = Instant::now();
+        let listed = creditbrain_actors::openrouter::actor::list_all_keys(
+            &openrouter,
+            true,
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("key list");
+        let listing = listing.elapsed();
         let before = bench.requests("openrouter");
         let started = Instant::now();
         let report =
@@ -188,7 +204,23 @@ async fn usage_poll(bench: &BenchDaemon, keys: u64) {
                 secs(elapsed),
                 minimum_calls as f64 * latency as f64 / 1_000.0,
                 "s",
-                &format!("{minimum_calls} sequential pages × {latency} ms"),
+                &format!(
+                    "{minimum_calls} sequential pages × {latency} ms; the poll also folds and \
+                     writes {} keys and {} snapshots",
+                    report.keys_synced, report.snapshots
+                ),
+            );
+            figure(
+                &format!("usage_poll_{keys}_keys_list_only_at_{latency}ms"),
+                secs(listing),
+                minimum_calls as f64 * secs(delivered),
+                "s",
+                &format!(
+                    "the {} keys listed through the OpenRouterActor against {minimum_calls} × L' \
+                     ({:.2} ms delivered)",
+                    listed.len(),
+                    millis(delivered)
+                ),
             );
         } else {
             value(
@@ -197,8 +229,10 @@ async fn usage_poll(bench: &BenchDaemon, keys: u64) {
                 "s",
                 &format!(
                     "no latency: listing, the fold and one transaction writing {} keys and {} \
-                     snapshots",
-                    report.keys_synced, report.snapshots
+                     snapshots; the list alone {:.3} s",
+                    report.keys_synced,
+                    report.snapshots,
+                    secs(listing)
                 ),
             );
         }

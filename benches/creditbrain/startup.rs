@@ -37,6 +37,7 @@ pub async fn run() {
         .await
         .expect("sandbox");
     let mut samples = Vec::new();
+    let mut restarts = Vec::new();
     let mut idle_rss = 0;
     let mut threads = 0;
     for index in 0..runs {
@@ -76,7 +77,14 @@ pub async fn run() {
             threads = threads_of(&pid);
         }
         stop(child);
+        // A restart on the database just created: migrations already applied.
+        let started = Instant::now();
+        let mut child = spawn(&["serve"], &vars, dir.path(), Stdio::null());
+        wait_ready(&http, &url, &mut child).await;
+        restarts.push(started.elapsed());
+        stop(child);
     }
+    let restart = Timing::from_samples(restarts);
     let serve = Timing::from_samples(samples);
     figure(
         "cold_start_serve_to_ready",
@@ -88,6 +96,18 @@ pub async fn run() {
              (database ping + OpenRouter /credits); bound: the process floor",
             serve.runs,
             millis(serve.min)
+        ),
+    );
+    figure(
+        "restart_serve_to_ready",
+        millis(restart.median),
+        millis(floor.median),
+        "ms",
+        &format!(
+            "median of {}, min {:.1} ms; the same database again (migrated already); bound: the \
+             process floor",
+            restart.runs,
+            millis(restart.min)
         ),
     );
     value(
