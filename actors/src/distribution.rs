@@ -520,6 +520,7 @@ pub fn allocate(input: &AllocationInput<'_>) -> Result<Allocation, DistributionE
     let weights: Vec<u64> = list.iter().map(|r| r.weight).collect();
     let total_weight: u128 = weights.iter().map(|w| u128::from(*w)).sum();
     let counts = apportion(cents.unsigned_abs(), &weights)?;
+    drop(weights);
 
     let mut grants = Vec::new();
     let mut skipped = Vec::new();
