@@ -113,11 +113,12 @@ pub fn run() {
             },
             max_grant_micro_usd: 10 * MICRO_USD,
             max_key_limit_micro_usd: 100 * MICRO_USD,
-            // The strategy's keys: the owner's alone in OWNER_ONLY, every recipient's otherwise.
-            current_key_limits: if mode == DistributionMode::OwnerOnly {
-                &owner_key
-            } else {
-                &key_limits
+            // The strategy's keys: the owner's alone in OWNER_ONLY, about N in TOP_N_HOLDERS
+            // (only recipients get keys), every recipient's otherwise.
+            current_key_limits: match mode {
+                DistributionMode::OwnerOnly => &owner_key,
+                DistributionMode::TopNHolders { n } => &key_limits[..n as usize],
+                _ => &key_limits,
             },
             min_grant_micro_usd: 10_000,
         };
