@@ -423,7 +423,25 @@ fn recipients(
             let balance = balances.get(&input.owner_wallet).copied().unwrap_or(0);
             vec![Recipient::new(input.owner_wallet, balance, 1)]
         }
-        DistributionMode::TopNHolders { .. } | DistributionMode::WeightedByHoldings => positive()
+        DistributionMode::TopNHolders { n } => {
+            // Only holders at or above the N-th largest balance can be in the top N (below it,
+            // N others rank ahead): recipients (with their base58 text) are built for those
+            // alone, not for every holder. Ties at the cut are all kept and settled below.
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            let mut amounts: Vec<u64> = positive().map(|h| h.amount).collect();
+            let cut = match n.checked_sub(1) {
+                Some(last) if last < amounts.len() => {
+                    *amounts.select_nth_unstable_by(last, |a, b| b.cmp(a)).1
+                }
+                _ => 0,
+            };
+            drop(amounts);
+            positive()
+                .filter(|h| h.amount >= cut)
+                .map(|h| Recipient::new(h.wallet, h.amount, h.amount))
+                .collect()
+        }
+        DistributionMode::WeightedByHoldings => positive()
             .map(|h| Recipient::new(h.wallet, h.amount, h.amount))
             .collect(),
         DistributionMode::EqualSplit => positive()
@@ -520,6 +538,7 @@ pub fn allocate(input: &AllocationInput<'_>) -> Result<Allocation, DistributionE
     let weights: Vec<u64> = list.iter().map(|r| r.weight).collect();
     let total_weight: u128 = weights.iter().map(|w| u128::from(*w)).sum();
     let counts = apportion(cents.unsigned_abs(), &weights)?;
+    drop(weights);
 
     let mut grants = Vec::new();
     let mut skipped = Vec::new();

@@ -53,28 +53,42 @@ pub struct BenchDaemon {
 /// Every state a run passed through and when (polled every 10 ms), with its final row.
 pub struct RunTrace {
     pub run: Run,
-    /// (state, first seen at, since the start request).
-    pub states: Vec<(RunState, Duration)>,
+    /// (state, first seen at since the start request, this process's CPU time then).
+    pub states: Vec<(RunState, Duration, Duration)>,
     pub total: Duration,
 }
 
 impl RunTrace {
     /// How long the run spent in `state` (from first seeing it to first seeing the next one).
     pub fn time_in(&self, state: RunState) -> Option<Duration> {
-        let index = self.states.iter().position(|(s, _)| *s == state)?;
+        let index = self.states.iter().position(|(s, _, _)| *s == state)?;
         let start = self.states[index].1;
-        let end = self.states.get(index + 1).map_or(self.total, |(_, at)| *at);
+        let end = self
+            .states
+            .get(index + 1)
+            .map_or(self.total, |(_, at, _)| *at);
         Some(end - start)
+    }
+
+    /// CPU time (user + system, every thread of this process: the daemon and the fakes) spent
+    /// while the run was in `state`.
+    pub fn cpu_in(&self, state: RunState) -> Option<Duration> {
+        let index = self.states.iter().position(|(s, _, _)| *s == state)?;
+        let start = self.states[index].2;
+        let end = self.states.get(index + 1).map_or(start, |(_, _, cpu)| *cpu);
+        Some(end.saturating_sub(start))
     }
 
     pub fn phases(&self) -> String {
         self.states
             .iter()
-            .map(|(state, _)| {
+            .filter(|(state, _, _)| !state.is_terminal())
+            .map(|(state, _, _)| {
                 format!(
-                    "{} {:.3} s",
+                    "{} {:.3} s (cpu {:.2} s)",
                     state.as_str(),
-                    self.time_in(*state).unwrap_or_default().as_secs_f64()
+                    self.time_in(*state).unwrap_or_default().as_secs_f64(),
+                    self.cpu_in(*state).unwrap_or_default().as_secs_f64()
                 )
             })
             .collect::<Vec<_>>()
@@ -227,18 +241,21 @@ impl BenchDaemon {
         .expect("run starts");
         assert_eq!(started.blocked_code, None, "run not blocked");
         let store = &self.daemon.handle.store;
-        let mut states: Vec<(RunState, Duration)> = Vec::new();
+        let mut states: Vec<(RunState, Duration, Duration)> = Vec::new();
         loop {
             let run = store
                 .run(&started.run_id)
                 .await
                 .expect("store")
                 .expect("run row");
-            if states.last().is_none_or(|(state, _)| *state != run.state) {
-                states.push((run.state, started_at.elapsed()));
+            if states
+                .last()
+                .is_none_or(|(state, _, _)| *state != run.state)
+            {
+                states.push((run.state, started_at.elapsed(), cpu_time()));
             }
             if run.state.is_terminal() {
-                let total = states.last().map(|(_, at)| *at).unwrap_or_default();
+                let total = states.last().map(|(_, at, _)| *at).unwrap_or_default();
                 return RunTrace { run, states, total };
             }
             assert!(
@@ -254,4 +271,19 @@ impl BenchDaemon {
         self.daemon.shutdown_trigger().trigger();
         self.daemon.wait().await.expect("clean shutdown");
     }
+}
+
+/// This process's CPU time so far (user + system, all threads).
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct we pass and reads nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
