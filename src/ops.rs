@@ -603,12 +603,7 @@ pub async fn list_runs(handle: &Handle, query: &RunQuery) -> Result<Vec<RunView>
         })
         .transpose()?;
     let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(OpError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_PAGE}, not {limit}"),
-        ));
-    }
+    check_limit(limit)?;
     let filter = RunFilter {
         state,
         strategy_id: query.strategy_id.clone(),

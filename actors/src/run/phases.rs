@@ -274,19 +274,7 @@ async fn claim_partner_fees(
         )
         .await?;
         if run.dry_run {
-            // Nothing is sent: the run records that nothing was claimed; the plan is logged.
-            let outputs = PhaseOutputs {
-                claimed_lamports: Some(0),
-                ..PhaseOutputs::default()
-            };
-            return commit(
-                context,
-                run,
-                RunState::Claiming,
-                RunState::Swapping,
-                &outputs,
-            )
-            .await;
+            return commit_dry_claim(context, run).await;
         }
     }
     let outcome = chain::claim_partner_fees(&actor, &run.run_id, context.policy.call_timeout)
@@ -314,6 +302,23 @@ async fn claim_partner_fees(
 /// the run is done. In allowance mode it goes on with nothing claimed: the allowances are
 /// recomputed from the trailing period's income, so they shrink and lapse when fees stop instead
 /// of staying at their last value forever.
+/// A dry run's CLAIMING: nothing is sent, so the run records that nothing was claimed; the plan
+/// is in the audit log (`claim_planned`).
+async fn commit_dry_claim(context: &RunContext, run: &Run) -> Result<(), PhaseError> {
+    let outputs = PhaseOutputs {
+        claimed_lamports: Some(0),
+        ..PhaseOutputs::default()
+    };
+    commit(
+        context,
+        run,
+        RunState::Claiming,
+        RunState::Swapping,
+        &outputs,
+    )
+    .await
+}
+
 async fn finish_without_claiming(
     context: &RunContext,
     run: &Run,
@@ -412,19 +417,7 @@ pub(super) async fn claim(
     }))
     .await?;
     if run.dry_run {
-        // Nothing is sent: the run records that nothing was claimed; the plan is in the audit log.
-        let outputs = PhaseOutputs {
-            claimed_lamports: Some(0),
-            ..PhaseOutputs::default()
-        };
-        return commit(
-            context,
-            run,
-            RunState::Claiming,
-            RunState::Swapping,
-            &outputs,
-        )
-        .await;
+        return commit_dry_claim(context, run).await;
     }
     for (mint, _) in &selected {
         let outcome = claim_mint(context, &actor, run, *mint, &audited).await?;
@@ -470,19 +463,7 @@ pub(super) async fn swap(
             }),
         )
         .await?;
-        let outputs = PhaseOutputs {
-            swap_in_lamports: Some(0),
-            swapped_usdc_base_units: Some(0),
-            ..PhaseOutputs::default()
-        };
-        return commit(
-            context,
-            run,
-            RunState::Swapping,
-            RunState::Allocating,
-            &outputs,
-        )
-        .await;
+        return commit_nothing_swapped(context, run).await;
     }
     let actor = context.chain()?;
     let outcome = chain::swap(
@@ -565,6 +546,11 @@ async fn quote_dry_swap(
         })
     };
     audit(context, run, RunState::Swapping, "swap_quoted", details).await?;
+    commit_nothing_swapped(context, run).await
+}
+
+/// SWAPPING that sent nothing (nothing to swap, or a dry run): measured 0 in, 0 out.
+async fn commit_nothing_swapped(context: &RunContext, run: &Run) -> Result<(), PhaseError> {
     let outputs = PhaseOutputs {
         swap_in_lamports: Some(0),
         swapped_usdc_base_units: Some(0),
